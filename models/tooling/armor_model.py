@@ -1,0 +1,288 @@
+"""ARMOR at any size: a Qwen2.5-VL-style backbone plus ARMOR's binary detection head.
+
+The four modules here are exactly the four graphs of the bundle (models/README.md), so
+the reference implementation (reference.py) runs the very code that gets exported and
+the torch/ONNX comparison only measures exporter/runtime numerics.
+
+Everything that depends on the input size (rotary positions, attention masks, the KV
+length) is computed from tensor shapes and values inside forward(), never from Python
+ints, so that torch.onnx tracing records it as graph ops and the graphs keep their
+dynamic axes.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+# Masked attention scores use the most negative finite float instead of -inf: a query
+# whose every key is masked (a left-padding slot of a suffix) then gets a uniform,
+# finite softmax instead of NaN; its output is never used, but NaN would leak into the
+# mask-weighted feature sums (0 * NaN = NaN).
+NEG = torch.finfo(torch.float32).min
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        var = x.pow(2).mean(-1, keepdim=True)
+        return self.weight * (x * torch.rsqrt(var + self.eps))
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    h = x.shape[-1] // 2
+    return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
+
+
+# --------------------------------------------------------------------------- vision
+
+class VisionBlock(nn.Module):
+    def __init__(self, hidden: int, heads: int, inter: int):
+        super().__init__()
+        self.heads, self.head_dim = heads, hidden // heads
+        self.norm1 = RMSNorm(hidden, 1e-6)
+        self.qkv = nn.Linear(hidden, 3 * hidden, bias=True)
+        self.proj = nn.Linear(hidden, hidden, bias=True)
+        self.norm2 = RMSNorm(hidden, 1e-6)
+        self.gate_proj = nn.Linear(hidden, inter, bias=True)
+        self.up_proj = nn.Linear(hidden, inter, bias=True)
+        self.down_proj = nn.Linear(inter, hidden, bias=True)
+
+    def forward(self, x, cos, sin, allowed):
+        p = x.shape[0]
+        q, k, v = self.qkv(self.norm1(x)).reshape(p, 3, self.heads, self.head_dim).permute(1, 2, 0, 3)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
+        scores = scores.masked_fill(~allowed, NEG)
+        attn = torch.matmul(scores.softmax(-1), v)  # [heads, P, d]
+        x = x + self.proj(attn.permute(1, 0, 2).reshape(p, -1))
+        h = self.norm2(x)
+        return x + self.down_proj(F.silu(self.gate_proj(h)) * self.up_proj(h))
+
+
+class VisionEncoder(nn.Module):
+    """pixel_values [P, 3*tp*ps*ps], image_grid_thw [1, 3] -> image_features [P/m^2, H]."""
+
+    def __init__(self, cfg: Dict, prep: Dict):
+        super().__init__()
+        hidden, heads = cfg["hidden_size"], cfg["num_heads"]
+        self.merge = prep["merge_size"]
+        in_dim = 3 * prep["temporal_patch_size"] * prep["patch_size"] ** 2
+        # A Conv3d whose stride equals its kernel is a matmul over flattened patches;
+        # pixel_values rows are already those flattened patches (C, tp, ps, ps order).
+        self.patch_embed = nn.Linear(in_dim, hidden, bias=False)
+        # Qwen2.5-VL: rotary over head_dim/2 channels, half from the row, half from the column.
+        rot_dim = hidden // heads // 2
+        inv = 1.0 / (10000.0 ** (torch.arange(0, rot_dim, 2, dtype=torch.float32) / rot_dim))
+        self.register_buffer("inv_freq", inv, persistent=False)
+        self.blocks = nn.ModuleList(
+            VisionBlock(hidden, heads, cfg["intermediate_size"]) for _ in range(cfg["depth"]))
+        self.ln_q = RMSNorm(hidden, 1e-6)
+        mh = hidden * self.merge ** 2
+        self.mlp0 = nn.Linear(mh, mh)
+        self.mlp2 = nn.Linear(mh, cfg["out_hidden_size"])
+
+    def positions(self, num_patches_like: torch.Tensor, grid: torch.Tensor):
+        """(row, col, temporal group) of every patch row, in Qwen2-VL merge-block order:
+        row index i = ((t * gh/m + bh) * gw/m + bw) * m^2 + mh * m + mw."""
+        m = self.merge
+        idx = torch.arange(num_patches_like.shape[0], dtype=torch.int64)
+        gh, gw = grid[0, 1], grid[0, 2]
+        slab = gh * gw
+        j = idx % slab
+        blk, within = j // (m * m), j % (m * m)
+        bw = gw // m
+        row = (blk // bw) * m + within // m
+        col = (blk % bw) * m + within % m
+        return row, col, idx // slab
+
+    def forward(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor) -> torch.Tensor:
+        row, col, group = self.positions(pixel_values, image_grid_thw)
+        freqs = torch.cat((row.float()[:, None] * self.inv_freq, col.float()[:, None] * self.inv_freq), -1)
+        emb = torch.cat((freqs, freqs), -1)  # [P, head_dim]
+        cos, sin = emb.cos(), emb.sin()
+        # full attention inside one temporal patch group, none across groups
+        allowed = group[:, None] == group[None, :]
+        x = self.patch_embed(pixel_values)
+        for blk in self.blocks:
+            x = blk(x, cos, sin, allowed)
+        x = self.ln_q(x).reshape(-1, self.mlp0.in_features)  # 4 consecutive rows = one merge block
+        return self.mlp2(F.gelu(self.mlp0(x)))
+
+
+# --------------------------------------------------------------------------- text
+
+class EmbedTokens(nn.Module):
+    def __init__(self, vocab: int, hidden: int):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(vocab, hidden)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.embed_tokens(input_ids)
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: Dict):
+        super().__init__()
+        h, d = cfg["hidden_size"], cfg["head_dim"]
+        self.nh, self.nkv, self.d = cfg["num_attention_heads"], cfg["num_key_value_heads"], d
+        self.input_layernorm = RMSNorm(h, cfg["rms_norm_eps"])
+        self.q_proj = nn.Linear(h, self.nh * d, bias=True)
+        self.k_proj = nn.Linear(h, self.nkv * d, bias=True)
+        self.v_proj = nn.Linear(h, self.nkv * d, bias=True)
+        self.o_proj = nn.Linear(self.nh * d, h, bias=False)
+        self.post_attention_layernorm = RMSNorm(h, cfg["rms_norm_eps"])
+        i = cfg["intermediate_size"]
+        self.gate_proj = nn.Linear(h, i, bias=False)
+        self.up_proj = nn.Linear(h, i, bias=False)
+        self.down_proj = nn.Linear(i, h, bias=False)
+
+    def forward(self, x, cos, sin, allowed, past_k, past_v):
+        b, s = x.shape[0], x.shape[1]
+        h = self.input_layernorm(x)
+        q = self.q_proj(h).reshape(b, s, self.nh, self.d).transpose(1, 2)
+        k = self.k_proj(h).reshape(b, s, self.nkv, self.d).transpose(1, 2)
+        v = self.v_proj(h).reshape(b, s, self.nkv, self.d).transpose(1, 2)
+        q = q * cos + rotate_half(q) * sin  # cos/sin: [B, 1, S, D]
+        k = k * cos + rotate_half(k) * sin
+        k = torch.cat((past_k, k), 2)  # cache holds post-rotary keys, as in HF
+        v = torch.cat((past_v, v), 2)
+        # GQA without materialising repeated K/V: group the query heads per KV head.
+        rep = self.nh // self.nkv
+        qg = q.reshape(b, self.nkv, rep, s, self.d)
+        scores = torch.matmul(qg, k.unsqueeze(2).transpose(-1, -2)) / math.sqrt(self.d)
+        scores = scores.masked_fill(~allowed[:, None, None], NEG)  # allowed: [B, S, T]
+        attn = torch.matmul(scores.softmax(-1), v.unsqueeze(2))  # [B, KV, rep, S, D]
+        attn = attn.reshape(b, self.nh, s, self.d).transpose(1, 2).reshape(b, s, self.nh * self.d)
+        x = x + self.o_proj(attn)
+        h = self.post_attention_layernorm(x)
+        x = x + self.down_proj(F.silu(self.gate_proj(h)) * self.up_proj(h))
+        return x, k, v
+
+
+class Decoder(nn.Module):
+    """The merged (prefill + decode) Qwen2 decoder with ARMOR's feature sums."""
+
+    def __init__(self, cfg: Dict, feature_layers: Sequence[int]):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg["head_dim"]
+        inv = 1.0 / (cfg["rope_theta"] ** (torch.arange(0, d, 2, dtype=torch.int64).float() / d))
+        self.register_buffer("inv_freq", inv, persistent=False)
+        sec = list(cfg["mrope_section"])
+        assert sum(sec) == d // 2, "mrope_section must sum to head_dim / 2"
+        self.sections = sec * 2
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg["num_layers"]))
+        self.norm = RMSNorm(cfg["hidden_size"], cfg["rms_norm_eps"])
+        self.lm_head = nn.Linear(cfg["hidden_size"], cfg["vocab_size"], bias=False)
+        self.feature_layers = [int(i) for i in feature_layers]
+        assert all(1 <= i <= cfg["num_layers"] for i in self.feature_layers)
+
+    def rope(self, position_ids: torch.Tensor):
+        """M-RoPE as HF apply_multimodal_rotary_pos_emb: channel chunk i of
+        (mrope_section * 2) takes its angle from axis i % 3 (t, h, w)."""
+        freqs = position_ids.float()[..., None] * self.inv_freq  # [3, B, S, D/2]
+        emb = torch.cat((freqs, freqs), -1)
+        cos, sin = emb.cos(), emb.sin()
+        cos = torch.cat([c[i % 3] for i, c in enumerate(cos.split(self.sections, -1))], -1)
+        sin = torch.cat([c[i % 3] for i, c in enumerate(sin.split(self.sections, -1))], -1)
+        return cos[:, None], sin[:, None]  # [B, 1, S, D]
+
+    def forward(self, inputs_embeds, attention_mask, position_ids, past: List[Tuple[torch.Tensor, torch.Tensor]]):
+        s = inputs_embeds.shape[1]
+        past_len = past[0][0].shape[2]
+        total = attention_mask.shape[1]
+        cos, sin = self.rope(position_ids)
+        q_pos = torch.arange(s, dtype=torch.int64) + past_len
+        k_pos = torch.arange(total, dtype=torch.int64)
+        causal = k_pos[None, :] <= q_pos[:, None]  # absolute slots
+        allowed = causal[None] & (attention_mask[:, None, :] != 0)  # [B, S, T]
+        x = inputs_embeds
+        presents, hidden = [], []
+        for i, layer in enumerate(self.layers):
+            x, k, v = layer(x, cos, sin, allowed, past[i][0], past[i][1])
+            presents.append((k, v))
+            hidden.append(x)
+        w = attention_mask[:, past_len:].to(inputs_embeds.dtype)[..., None]  # [B, S, 1]
+        feats = torch.stack([(hidden[i - 1] * w).sum(1) for i in self.feature_layers], 1)
+        logits = self.lm_head(self.norm(x[:, -1]))
+        return logits, presents, feats
+
+
+class DetectionHead(nn.Module):
+    """armor_features_mean [B, F, H] -> detection_logit [B]."""
+
+    def __init__(self, hidden: int, num_features: int, heads: int, mlp_hidden: int):
+        super().__init__()
+        self.heads, self.d = heads, hidden // heads
+        self.norm = nn.LayerNorm(hidden)
+        # which decoder layer a pooled vector came from
+        self.layer_embed = nn.Parameter(torch.zeros(num_features, hidden))
+        self.cls = nn.Parameter(torch.zeros(hidden))
+        self.q_proj = nn.Linear(hidden, hidden)
+        self.k_proj = nn.Linear(hidden, hidden)
+        self.v_proj = nn.Linear(hidden, hidden)
+        self.o_proj = nn.Linear(hidden, hidden)
+        self.mlp_norm = nn.LayerNorm(hidden)
+        self.fc1 = nn.Linear(hidden, mlp_hidden)
+        self.fc2 = nn.Linear(mlp_hidden, 1)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        b, f = feats.shape[0], feats.shape[1]
+        x = self.norm(feats) + self.layer_embed
+        q = self.q_proj(self.cls).reshape(self.heads, 1, self.d)
+        k = self.k_proj(x).reshape(b, f, self.heads, self.d).transpose(1, 2)  # [B, nh, F, d]
+        v = self.v_proj(x).reshape(b, f, self.heads, self.d).transpose(1, 2)
+        att = (torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.d)).softmax(-1)
+        z = self.cls + self.o_proj(torch.matmul(att, v).reshape(b, -1))
+        return self.fc2(F.gelu(self.fc1(self.mlp_norm(z)))).squeeze(-1)
+
+
+# --------------------------------------------------------------------------- assembly
+
+class Armor(nn.Module):
+    def __init__(self, arch: Dict, prep: Dict):
+        super().__init__()
+        text, head = arch["text"], arch["head"]
+        assert arch["vision"]["out_hidden_size"] == text["hidden_size"]
+        self.vision = VisionEncoder(arch["vision"], prep)
+        self.embed = EmbedTokens(text["vocab_size"], text["hidden_size"])
+        self.decoder = Decoder(text, head["feature_layers"])
+        self.head = DetectionHead(text["hidden_size"], len(head["feature_layers"]),
+                                  head["num_heads"], head["mlp_hidden_size"])
+
+    @torch.no_grad()
+    def init_weights(self, seed: int, init: Dict, eos_ids: Sequence[int]) -> None:
+        """Seeded random init. Small weights keep every activation in a sane range; two
+        deliberate exceptions make the untrained model exercise the whole algorithm:
+        larger lm_head rows for the eos ids (so some explanations stop early and suffixes
+        of a round differ in length, i.e. get left-padded) and a larger detection output
+        layer (so p_fail and the label actually move between rounds and trajectories)."""
+        g = torch.Generator().manual_seed(seed)
+        std = init.get("std", 0.02)
+        for name, p in sorted(self.named_parameters()):
+            if name.endswith("norm.weight") or name.endswith("norm1.weight") or \
+                    name.endswith("norm2.weight") or name.endswith("layernorm.weight") or \
+                    name.endswith("ln_q.weight"):
+                p.fill_(1.0)
+            elif name.endswith(".bias") and ("norm" in name):
+                p.zero_()
+            else:
+                p.copy_(torch.randn(p.shape, generator=g) * std)
+        for e in eos_ids:
+            row = self.decoder.lm_head.weight[e]
+            row.copy_(torch.randn(row.shape, generator=g) * init.get("eos_logit_std", std))
+        w = self.head.fc2.weight
+        w.copy_(torch.randn(w.shape, generator=g) * init.get("head_out_std", std))
+
+
+def count_params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())

@@ -1,0 +1,103 @@
+// All configuration, from the environment, typed and validated once at start-up.
+// Every variable is documented in README.md ("Configuration").
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { EXECUTION_PROVIDERS, type ExecutionProviderName } from './runtime/sessions.js';
+
+export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+export interface Config {
+  host: string;
+  port: number;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  bundleDir: string;
+  providers: ExecutionProviderName[];
+  deviceId: number;
+  workers: number;
+  intraOpThreads: number;
+  maxQueue: number;
+  requestTimeoutMs: number;
+  maxUploadBytes: number;
+  maxTaskChars: number;
+  media: {
+    maxDurationSec: number;
+    maxWidth: number;
+    maxHeight: number;
+    maxSourceFrames: number;
+    timeoutMs: number;
+  };
+  caps: { maxTrajectories: number; maxRounds: number; maxNewTokens: number };
+  tmpDir: string;
+  resultsKept: number;
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+function int(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name}=${raw} is invalid: expected an integer from ${min} to ${max}`);
+  }
+  return value;
+}
+
+function oneOf<T extends string>(env: Env, name: string, fallback: T, allowed: readonly T[]): T {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!(allowed as readonly string[]).includes(raw)) throw new ConfigError(`${name}=${raw} is invalid: expected one of ${allowed.join(', ')}`);
+  return raw as T;
+}
+
+function providers(env: Env): ExecutionProviderName[] {
+  const raw = env.ARMOR_PROVIDERS ?? 'cpu';
+  const list = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  if (list.length === 0) throw new ConfigError('ARMOR_PROVIDERS is empty: expected e.g. cpu or tensorrt,cuda,cpu');
+  for (const p of list) {
+    if (!(EXECUTION_PROVIDERS as readonly string[]).includes(p)) {
+      throw new ConfigError(`ARMOR_PROVIDERS names ${p}: expected a comma list of ${EXECUTION_PROVIDERS.join(', ')}`);
+    }
+  }
+  return list as ExecutionProviderName[];
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const cores = os.availableParallelism();
+  return {
+    host: env.HOST || '0.0.0.0',
+    port: int(env, 'PORT', 8080, 0, 65535),
+    logLevel: oneOf(env, 'LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
+    bundleDir: path.resolve(env.ARMOR_BUNDLE_DIR || path.join(REPO_ROOT, 'models', 'armor-tiny')),
+    providers: providers(env),
+    deviceId: int(env, 'ARMOR_DEVICE_ID', 0, 0, 64),
+    workers: int(env, 'ARMOR_WORKERS', 1, 1, 64),
+    intraOpThreads: int(env, 'ARMOR_INTRA_OP_THREADS', Math.max(1, cores - 1), 0, 256),
+    maxQueue: int(env, 'ARMOR_MAX_QUEUE', 16, 0, 10000),
+    requestTimeoutMs: int(env, 'ARMOR_REQUEST_TIMEOUT_MS', 60000, 100, 3600000),
+    maxUploadBytes: int(env, 'ARMOR_MAX_UPLOAD_BYTES', 64 * 1024 * 1024, 1024, 4 * 1024 * 1024 * 1024),
+    maxTaskChars: int(env, 'ARMOR_MAX_TASK_CHARS', 1000, 1, 100000),
+    media: {
+      maxDurationSec: int(env, 'ARMOR_MAX_VIDEO_SECONDS', 60, 1, 3600),
+      maxWidth: int(env, 'ARMOR_MAX_VIDEO_WIDTH', 1920, 16, 16384),
+      maxHeight: int(env, 'ARMOR_MAX_VIDEO_HEIGHT', 1080, 16, 16384),
+      maxSourceFrames: int(env, 'ARMOR_MAX_SOURCE_FRAMES', 3600, 1, 1000000),
+      timeoutMs: int(env, 'ARMOR_MEDIA_TIMEOUT_MS', 20000, 100, 600000),
+    },
+    caps: {
+      maxTrajectories: int(env, 'ARMOR_MAX_TRAJECTORIES', 8, 1, 8),
+      maxRounds: int(env, 'ARMOR_MAX_ROUNDS', 8, 1, 8),
+      maxNewTokens: int(env, 'ARMOR_MAX_NEW_TOKENS', 128, 1, 4096),
+    },
+    tmpDir: path.resolve(env.ARMOR_TMP_DIR || path.join(os.tmpdir(), 'armor-serve')),
+    resultsKept: int(env, 'ARMOR_RESULTS_KEPT', 1000, 0, 1000000),
+  };
+}

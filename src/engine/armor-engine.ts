@@ -1,0 +1,175 @@
+// ARMOR inference (DESIGN.md §4): vision once, prefix once, M trajectories per round as one
+// batch, self-certainty C = H_det + lambda * H_reason, early stop, lowest-C selection.
+import type { LoadedBundle } from '../runtime/bundle.js';
+import { InputError } from '../runtime/errors.js';
+import type { RefinementDefaults } from '../runtime/manifest.js';
+import { ArmorModel } from '../runtime/model.js';
+import { preprocess } from '../runtime/preprocess.js';
+import { PromptBuilder, type VisionInput } from '../runtime/prompt.js';
+import { runGroup, type RowRequest } from './generator.js';
+import { buildPrefix } from './prefix-cache.js';
+import { Xoshiro128 } from './rng.js';
+import { binaryEntropy, sigmoid } from './sampling.js';
+import { selectCandidate, shouldStop } from './selection.js';
+import {
+  DeadlineError,
+  type Candidate,
+  type EngineResult,
+  type EpisodeInput,
+  type RefinementOptions,
+  type RoundTrace,
+  type StageTimings,
+  type StopReason,
+} from './types.js';
+
+export interface EngineSwitches {
+  /** Prefill the shared prefix once and reuse its KV cache (off = re-prefill per row). */
+  prefixReuse: boolean;
+  /** Run the M trajectories of a round as one batch (off = one at a time). */
+  batching: boolean;
+}
+
+class RoundAbandoned extends Error {}
+
+export function defaultOptions(defaults: RefinementDefaults, seed = 0): RefinementOptions {
+  return {
+    trajectories: defaults.trajectories,
+    maxRounds: defaults.max_rounds,
+    lambda: defaults.lambda,
+    epsilon: defaults.epsilon,
+    temperature: defaults.temperature,
+    topP: defaults.top_p,
+    maxNewTokens: defaults.max_new_tokens,
+    seed,
+  };
+}
+
+export class ArmorEngine {
+  readonly bundle: LoadedBundle;
+  private readonly model: ArmorModel;
+  private readonly prompts: PromptBuilder;
+  private readonly switches: EngineSwitches;
+
+  constructor(bundle: LoadedBundle, switches: EngineSwitches = { prefixReuse: true, batching: true }) {
+    this.bundle = bundle;
+    this.model = new ArmorModel(bundle);
+    this.prompts = new PromptBuilder(bundle.manifest, bundle.tokenizer);
+    this.switches = switches;
+  }
+
+  async run(input: EpisodeInput, options: RefinementOptions): Promise<EngineResult> {
+    const manifest = this.bundle.manifest;
+    const special = this.bundle.tokenizer.findSpecialLiteral(input.task);
+    if (special) throw new InputError('invalid_task', `the task text contains the reserved token ${special}`, 400);
+    const start = performance.now();
+    const timings: StageTimings = { preprocess_ms: 0, vision_ms: 0, prefix_ms: 0, suffix_prefill_ms: 0, detection_ms: 0, decode_ms: 0, total_ms: 0 };
+
+    const pixels = preprocess(manifest, input.kind, input.frames);
+    const tp = manifest.preprocessing.temporal_patch_size;
+    const vision: VisionInput = {
+      kind: input.kind,
+      grid: pixels.grid,
+      secondPerGridT: input.kind === 'video' ? tp / (input.sampleFps ?? manifest.preprocessing.video.fps) : 0,
+    };
+    const t1 = performance.now();
+    timings.preprocess_ms = t1 - start;
+
+    const features = await this.model.encodeVision(pixels.data, pixels.dims, pixels.grid);
+    const t2 = performance.now();
+    timings.vision_ms = t2 - t1;
+
+    const prefix = this.prompts.prefix(input.task, vision);
+    if (features.length !== prefix.visionTokens * this.model.hidden) {
+      throw new Error(`vision encoder returned ${features.length / this.model.hidden} rows for ${prefix.visionTokens} placeholders`);
+    }
+    const prefixState = await buildPrefix(this.model, prefix, features, this.switches.prefixReuse);
+    timings.prefix_ms = performance.now() - t2;
+
+    const rngs = Array.from({ length: options.trajectories }, (_, m) => Xoshiro128.forTrajectory(options.seed, m));
+    const eos = new Set(manifest.tokens.eos);
+    const rounds: RoundTrace[] = [];
+    let stopReason: StopReason = 'max_rounds';
+    let best = Infinity;
+    for (let round = 0; round < options.maxRounds; round++) {
+      if (round > 0 && options.deadline !== undefined && Date.now() >= options.deadline) {
+        stopReason = 'deadline';
+        break;
+      }
+      const roundStart = performance.now();
+      const previous = rounds[round - 1];
+      const requests: RowRequest[] = rngs.map((rng, m) => {
+        const last = previous?.candidates[m];
+        return { rng, suffixIds: this.prompts.suffix(round, last && { failure: last.failure, explanationIds: last.tokenIds }) };
+      });
+      // A deadline hit mid-round abandons the round, except round 0, which has no fallback.
+      const checkpoint = () => {
+        if (options.deadline !== undefined && Date.now() >= options.deadline) throw round === 0 ? new DeadlineError() : new RoundAbandoned();
+      };
+      const groups = this.switches.batching ? [requests] : requests.map((r) => [r]);
+      const rows = [];
+      try {
+        for (const group of groups) {
+          const { results, timings: g } = await runGroup(this.model, prefixState, group, {
+            padId: manifest.tokens.pad,
+            eos,
+            temperature: options.temperature,
+            topP: options.topP,
+            maxNewTokens: options.maxNewTokens,
+            checkpoint,
+          });
+          rows.push(...results);
+          timings.suffix_prefill_ms += g.prefillMs;
+          timings.detection_ms += g.detectionMs;
+          timings.decode_ms += g.decodeMs;
+        }
+      } catch (err) {
+        if (!(err instanceof RoundAbandoned)) throw err;
+        stopReason = 'deadline';
+        break;
+      }
+      const roundMs = performance.now() - roundStart;
+      const candidates: Candidate[] = rows.map((row, m) => {
+        const pFail = sigmoid(row.detectionLogit);
+        const failure = pFail >= manifest.labels.threshold;
+        const hDet = binaryEntropy(pFail);
+        const hReason = row.entropies.reduce((a, b) => a + b, 0) / Math.max(1, row.entropies.length);
+        return {
+          round,
+          trajectory: m,
+          detectionLogit: row.detectionLogit,
+          pFail,
+          failure,
+          label: manifest.labels.names[failure ? 1 : 0],
+          hDet,
+          hReason,
+          c: hDet + options.lambda * hReason,
+          explanation: this.bundle.tokenizer.decode(row.tokenIds),
+          tokenIds: row.tokenIds,
+          entropies: row.entropies,
+          timeMs: roundMs,
+        };
+      });
+      const minC = Math.min(...candidates.map((c) => c.c));
+      rounds.push({ round, suffixIds: requests.map((r) => r.suffixIds), candidates, minC, timeMs: roundMs });
+      if (shouldStop(round, minC, best, options.epsilon)) {
+        stopReason = 'converged';
+        break;
+      }
+      best = Math.min(best, minC);
+    }
+
+    const selected = selectCandidate(rounds.flatMap((r) => r.candidates));
+    timings.total_ms = performance.now() - start;
+    return {
+      selected,
+      stopReason,
+      rounds,
+      timings,
+      prefixIds: prefix.ids,
+      prefixPositions: prefix.positions,
+      grid: pixels.grid,
+      visionTokens: prefix.visionTokens,
+      options,
+    };
+  }
+}

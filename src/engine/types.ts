@@ -1,0 +1,81 @@
+// What the engine takes and returns. Plain data: it crosses worker-thread boundaries.
+import type { RgbFrames, VisionKind } from '../runtime/preprocess.js';
+
+export interface EpisodeInput {
+  kind: VisionKind;
+  frames: RgbFrames;
+  /** Frames per second the video frames were sampled at (video only). */
+  sampleFps?: number;
+  task: string;
+}
+
+export interface RefinementOptions {
+  trajectories: number;
+  maxRounds: number;
+  lambda: number;
+  epsilon: number;
+  temperature: number;
+  topP: number;
+  maxNewTokens: number;
+  seed: number;
+  /** Epoch milliseconds after which no new round starts and a running round is abandoned. */
+  deadline?: number;
+}
+
+export type StopReason = 'converged' | 'max_rounds' | 'deadline';
+
+export interface Candidate {
+  round: number;
+  trajectory: number;
+  detectionLogit: number;
+  pFail: number;
+  failure: boolean;
+  label: string;
+  hDet: number;
+  hReason: number;
+  c: number;
+  explanation: string;
+  tokenIds: number[];
+  /** Entropy of each decode step (nats), including the step that produced eos. */
+  entropies: number[];
+  timeMs: number;
+}
+
+export interface RoundTrace {
+  round: number;
+  suffixIds: number[][];
+  candidates: Candidate[];
+  minC: number;
+  timeMs: number;
+}
+
+export interface StageTimings {
+  preprocess_ms: number;
+  vision_ms: number;
+  prefix_ms: number;
+  suffix_prefill_ms: number;
+  detection_ms: number;
+  decode_ms: number;
+  total_ms: number;
+}
+
+export interface EngineResult {
+  selected: Candidate;
+  stopReason: StopReason;
+  rounds: RoundTrace[];
+  timings: StageTimings;
+  /** For traces and golden tests. */
+  prefixIds: number[];
+  prefixPositions: [number[], number[], number[]];
+  grid: [number, number, number];
+  visionTokens: number;
+  options: RefinementOptions;
+}
+
+export class DeadlineError extends Error {
+  readonly code = 'deadline_exceeded';
+  constructor(message = 'the episode did not finish its first round before the deadline') {
+    super(message);
+    this.name = 'DeadlineError';
+  }
+}

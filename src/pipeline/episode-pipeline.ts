@@ -1,0 +1,111 @@
+// One episode end to end without HTTP: media -> engine pool -> response. The server, the
+// CLI and the eval all go through here.
+import { randomUUID } from 'node:crypto';
+import type { Config } from '../config.js';
+import { composeTiles, decodeImage, decodeVideoFrames, probeVideo, type FfmpegTools } from '../media/index.js';
+import type { ArmorManifest } from '../runtime/manifest.js';
+import { targetSize, videoFrameCount, type RgbFrames } from '../runtime/preprocess.js';
+import type { EpisodeInput } from '../engine/types.js';
+import type { EnginePool } from './engine-pool.js';
+import { PipelineError } from './errors.js';
+import { resolveOptions, type RequestOptions } from './options.js';
+import { toResponse, type EpisodeResponse } from './response.js';
+
+export type EpisodeMedia = { kind: 'video'; file: string } | { kind: 'tiles'; files: string[] };
+
+export interface EpisodeRequest {
+  media: EpisodeMedia;
+  task: string;
+  cellId?: string;
+  episodeId?: string;
+  options?: RequestOptions;
+  signal?: AbortSignal;
+}
+
+export class EpisodePipeline {
+  readonly manifest: ArmorManifest;
+  private readonly config: Config;
+  private readonly pool: EnginePool;
+  private readonly tools: FfmpegTools;
+
+  constructor(config: Config, manifest: ArmorManifest, pool: EnginePool, tools: FfmpegTools) {
+    this.config = config;
+    this.manifest = manifest;
+    this.pool = pool;
+    this.tools = tools;
+  }
+
+  get provider(): string {
+    return this.pool.status.provider;
+  }
+
+  checkTask(task: string): string {
+    const trimmed = task.trim();
+    if (trimmed.length === 0) throw new PipelineError('missing_task', 'task is required and must not be blank', 400);
+    if (trimmed.length > this.config.maxTaskChars) {
+      throw new PipelineError('task_too_long', `task has ${trimmed.length} characters; the limit is ${this.config.maxTaskChars}`, 400);
+    }
+    return trimmed;
+  }
+
+  async analyze(req: EpisodeRequest): Promise<EpisodeResponse> {
+    const started = performance.now();
+    const task = this.checkTask(req.task);
+    const options = resolveOptions(req.options ?? {}, this.manifest.refinement, this.config.caps);
+    const deadline = Date.now() + this.config.requestTimeoutMs;
+    const { input, meta, mediaMs } = await this.loadMedia(req.media, task, req.signal);
+    const result = await this.pool.run(input, { ...options, deadline }, req.signal);
+    return toResponse(
+      result,
+      {
+        episode_id: req.episodeId ?? randomUUID(),
+        cell_id: req.cellId ?? null,
+        model: { name: this.manifest.name, version: this.manifest.version },
+        input: { ...meta, vision_tokens: result.visionTokens },
+        provider: this.pool.status.provider,
+      },
+      { media_ms: mediaMs, queue_ms: result.queueMs, engine_ms: result.timings.total_ms, total_ms: performance.now() - started },
+    );
+  }
+
+  private async loadMedia(media: EpisodeMedia, task: string, signal?: AbortSignal) {
+    const t0 = performance.now();
+    const m = this.config.media;
+    if (media.kind === 'video') {
+      const probe = await probeVideo(this.tools, media.file, m, { signal });
+      const count = videoFrameCount(this.manifest, probe.durationSec);
+      const size = targetSize(this.manifest, 'video', probe.height, probe.width);
+      const decoded = await decodeVideoFrames(this.tools, media.file, {
+        count,
+        width: size.width,
+        height: size.height,
+        durationSec: probe.durationSec,
+        timeoutMs: m.timeoutMs,
+        signal,
+      });
+      const frames: RgbFrames = { rgb: decoded.rgb, count: decoded.count, height: decoded.height, width: decoded.width };
+      const sampleFps = count / probe.durationSec;
+      const input: EpisodeInput = { kind: 'video', frames, sampleFps, task };
+      const meta = {
+        kind: 'video' as const,
+        frames: count,
+        width: probe.width,
+        height: probe.height,
+        duration_s: probe.durationSec,
+        sample_fps: sampleFps,
+        views: null,
+      };
+      return { input, meta, mediaMs: performance.now() - t0 };
+    }
+    const { max_views: maxViews, cell_width: cw, cell_height: ch } = this.manifest.preprocessing.tiles;
+    if (media.files.length < 2 || media.files.length > maxViews) {
+      throw new PipelineError('invalid_views', `views must hold 2 to ${maxViews} images; got ${media.files.length}`, 400);
+    }
+    const views: Uint8Array[] = [];
+    for (const file of media.files) views.push(await decodeImage(this.tools, file, { width: cw, height: ch, timeoutMs: m.timeoutMs, signal }));
+    const grid = composeTiles(views, cw, ch);
+    const input: EpisodeInput = { kind: 'image', frames: { rgb: grid.rgb, count: 1, height: grid.height, width: grid.width }, task };
+    const meta = { kind: 'tiles' as const, frames: 1, width: grid.width, height: grid.height, duration_s: null, sample_fps: null, views: views.length };
+    return { input, meta, mediaMs: performance.now() - t0 };
+  }
+}

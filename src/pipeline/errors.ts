@@ -1,0 +1,13 @@
+// Errors the pipeline raises with a stable code and the HTTP status they map to.
+export class PipelineError extends Error {
+  readonly code: string;
+  readonly statusCode: number;
+  readonly details?: Record<string, unknown>;
+  constructor(code: string, message: string, statusCode: number, details?: Record<string, unknown>) {
+    super(message);
+    this.name = 'PipelineError';
+    this.code = code;
+    this.statusCode = statusCode;
+    this.details = details;
+  }
+}

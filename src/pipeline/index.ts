@@ -1,0 +1,45 @@
+// Starting and stopping everything below HTTP: ffmpeg, the bundle (verified once), the pool.
+import type { Config } from '../config.js';
+import { resolveFfmpeg, type FfmpegTools } from '../media/index.js';
+import { verifyBundle, type VerifiedBundle } from '../runtime/bundle.js';
+import type { EngineSwitches } from '../engine/armor-engine.js';
+import { EnginePool } from './engine-pool.js';
+import { EpisodePipeline } from './episode-pipeline.js';
+
+export { EpisodePipeline } from './episode-pipeline.js';
+export type { EpisodeMedia, EpisodeRequest } from './episode-pipeline.js';
+export { PipelineError } from './errors.js';
+export { parseRequestOptions, type RequestOptions } from './options.js';
+export type { EpisodeResponse } from './response.js';
+
+export interface Runtime {
+  pipeline: EpisodePipeline;
+  pool: EnginePool;
+  tools: FfmpegTools;
+  bundle: VerifiedBundle;
+  close(): Promise<void>;
+}
+
+export async function startRuntime(
+  config: Config,
+  log: { info: (obj: object, msg: string) => void; warn: (obj: object, msg: string) => void },
+  switches: EngineSwitches = { prefixReuse: true, batching: true },
+): Promise<Runtime> {
+  const tools = await resolveFfmpeg();
+  log.info({ ffmpeg: tools.ffmpeg, version: tools.version, source: tools.source }, 'ffmpeg resolved');
+  const bundle = await verifyBundle(config.bundleDir);
+  log.info({ dir: bundle.dir, name: bundle.manifest.name, version: bundle.manifest.version, bytes: bundle.bytes }, 'bundle verified');
+  const pool = await EnginePool.start({
+    bundleDir: config.bundleDir,
+    providers: config.providers,
+    deviceId: config.deviceId,
+    intraOpThreads: config.intraOpThreads,
+    switches,
+    workers: config.workers,
+    maxQueue: config.maxQueue,
+  });
+  for (const attempt of pool.status.fallbacks) log.warn(attempt, `execution provider ${attempt.provider} could not start; fell back`);
+  log.info({ provider: pool.status.provider, workers: pool.size }, 'engine workers ready');
+  const pipeline = new EpisodePipeline(config, bundle.manifest, pool, tools);
+  return { pipeline, pool, tools, bundle, close: () => pool.close() };
+}

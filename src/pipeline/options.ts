@@ -1,0 +1,80 @@
+// Per-request refinement options: the bundle's defaults, overridden by the caller within the
+// server's caps.
+import { randomInt } from 'node:crypto';
+import type { RefinementOptions } from '../engine/types.js';
+import type { RefinementDefaults } from '../runtime/manifest.js';
+import { PipelineError } from './errors.js';
+
+/** What a caller may set (the `options` JSON of POST /v1/episodes, or CLI flags). */
+export interface RequestOptions {
+  trajectories?: number;
+  max_rounds?: number;
+  seed?: number;
+  temperature?: number;
+  top_p?: number;
+  max_new_tokens?: number;
+}
+
+export interface OptionCaps {
+  maxTrajectories: number;
+  maxRounds: number;
+  maxNewTokens: number;
+}
+
+const KNOWN = new Set(['trajectories', 'max_rounds', 'seed', 'temperature', 'top_p', 'max_new_tokens']);
+
+function bad(message: string): PipelineError {
+  return new PipelineError('invalid_options', message, 400);
+}
+
+function integer(value: unknown, name: string, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw bad(`options.${name} must be an integer from ${min} to ${max}`);
+  }
+  return value;
+}
+
+function number(value: unknown, name: string, min: number, max: number, minExclusive = false): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value > max || value < min || (minExclusive && value === min)) {
+    throw bad(`options.${name} must be a number ${minExclusive ? 'above' : 'from'} ${min} ${minExclusive ? 'and up to' : 'to'} ${max}`);
+  }
+  return value;
+}
+
+/** Parses the options JSON text of a request; unknown keys are refused, not ignored. */
+export function parseRequestOptions(raw: string | undefined, caps: OptionCaps): RequestOptions {
+  if (raw === undefined || raw.trim() === '') return {};
+  let data: unknown;
+  try {
+    data = JSON.parse(raw);
+  } catch {
+    throw bad('options is not valid JSON');
+  }
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) throw bad('options must be a JSON object');
+  const o = data as Record<string, unknown>;
+  for (const key of Object.keys(o)) if (!KNOWN.has(key)) throw bad(`options.${key} is not a known option (${[...KNOWN].join(', ')})`);
+  return {
+    trajectories: integer(o.trajectories, 'trajectories', 1, caps.maxTrajectories),
+    max_rounds: integer(o.max_rounds, 'max_rounds', 1, caps.maxRounds),
+    seed: integer(o.seed, 'seed', 0, 0xffffffff),
+    temperature: number(o.temperature, 'temperature', 0, 2),
+    top_p: number(o.top_p, 'top_p', 0, 1, true),
+    max_new_tokens: integer(o.max_new_tokens, 'max_new_tokens', 1, caps.maxNewTokens),
+  };
+}
+
+/** Request options over bundle defaults. A missing seed is drawn at random and reported. */
+export function resolveOptions(request: RequestOptions, defaults: RefinementDefaults, caps: OptionCaps): RefinementOptions {
+  return {
+    trajectories: Math.min(request.trajectories ?? defaults.trajectories, caps.maxTrajectories),
+    maxRounds: Math.min(request.max_rounds ?? defaults.max_rounds, caps.maxRounds),
+    lambda: defaults.lambda,
+    epsilon: defaults.epsilon,
+    temperature: request.temperature ?? defaults.temperature,
+    topP: request.top_p ?? defaults.top_p,
+    maxNewTokens: Math.min(request.max_new_tokens ?? defaults.max_new_tokens, caps.maxNewTokens),
+    seed: request.seed ?? randomInt(0, 2 ** 32 - 1),
+  };
+}

@@ -1,0 +1,91 @@
+// The episode result as the API, the CLI and the eval report it (snake_case JSON).
+import type { Candidate, EngineResult, StopReason } from '../engine/types.js';
+
+export interface CandidateView {
+  trajectory: number;
+  round: number;
+  p_fail: number;
+  label: string;
+  h_det: number;
+  h_reason: number;
+  c: number;
+  explanation: string;
+  tokens: number;
+  time_ms: number;
+}
+
+export interface EpisodeResponse {
+  episode_id: string;
+  cell_id: string | null;
+  model: { name: string; version: string };
+  detection: { label: string; failure: boolean; probability: number };
+  explanation: string;
+  /** Probability of the reported label, max(p_fail, 1 - p_fail) of the selected candidate. */
+  confidence: number;
+  selected: { trajectory: number; round: number; c: number };
+  stop_reason: StopReason;
+  rounds: { round: number; time_ms: number; min_c: number; candidates: CandidateView[] }[];
+  input: {
+    kind: 'video' | 'tiles';
+    frames: number;
+    width: number;
+    height: number;
+    duration_s: number | null;
+    sample_fps: number | null;
+    views: number | null;
+    vision_tokens: number;
+  };
+  options: { trajectories: number; max_rounds: number; seed: number; temperature: number; top_p: number; max_new_tokens: number };
+  provider: string;
+  timings: Record<string, number>;
+}
+
+const ms = (x: number) => Math.round(x * 100) / 100;
+
+function candidateView(c: Candidate): CandidateView {
+  return {
+    trajectory: c.trajectory,
+    round: c.round,
+    p_fail: c.pFail,
+    label: c.label,
+    h_det: c.hDet,
+    h_reason: c.hReason,
+    c: c.c,
+    explanation: c.explanation,
+    tokens: c.tokenIds.length,
+    time_ms: ms(c.timeMs),
+  };
+}
+
+export function toResponse(
+  result: EngineResult,
+  meta: Pick<EpisodeResponse, 'episode_id' | 'cell_id' | 'model' | 'input' | 'provider'>,
+  extraTimings: Record<string, number>,
+): EpisodeResponse {
+  const s = result.selected;
+  const o = result.options;
+  const timings: Record<string, number> = {};
+  for (const [k, v] of Object.entries({ ...extraTimings, ...result.timings })) timings[k] = ms(v);
+  return {
+    episode_id: meta.episode_id,
+    cell_id: meta.cell_id,
+    model: meta.model,
+    detection: { label: s.label, failure: s.failure, probability: s.pFail },
+    explanation: s.explanation,
+    confidence: Math.max(s.pFail, 1 - s.pFail),
+    selected: { trajectory: s.trajectory, round: s.round, c: s.c },
+    stop_reason: result.stopReason,
+    rounds: result.rounds.map((r) => ({ round: r.round, time_ms: ms(r.timeMs), min_c: r.minC, candidates: r.candidates.map(candidateView) })),
+    input: meta.input,
+    options: {
+      trajectories: o.trajectories,
+      max_rounds: o.maxRounds,
+      seed: o.seed,
+      temperature: o.temperature,
+      top_p: o.topP,
+      max_new_tokens: o.maxNewTokens,
+    },
+    provider: meta.provider,
+    timings,
+  };
+}

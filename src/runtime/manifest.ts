@@ -1,0 +1,136 @@
+// Types of armor.json (models/README.md, format 1) and its validation at load.
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import { BundleError } from './errors.js';
+
+export interface PixelBounds {
+  min_pixels: number;
+  max_pixels: number;
+}
+
+export interface ArmorManifest {
+  format: 'armor-bundle';
+  format_version: string;
+  name: string;
+  version: string;
+  description?: string;
+  architecture: {
+    vision: { hidden_size: number; depth: number; num_heads: number; intermediate_size: number; out_hidden_size: number };
+    text: {
+      hidden_size: number;
+      num_layers: number;
+      num_attention_heads: number;
+      num_key_value_heads: number;
+      head_dim: number;
+      intermediate_size: number;
+      vocab_size: number;
+      rope_theta: number;
+      rms_norm_eps: number;
+      mrope_section: [number, number, number];
+    };
+    head: { feature_layers: number[]; num_heads: number; mlp_hidden_size: number };
+  };
+  preprocessing: {
+    patch_size: number;
+    temporal_patch_size: number;
+    merge_size: number;
+    image_mean: [number, number, number];
+    image_std: [number, number, number];
+    tokens_per_second: number;
+    image: PixelBounds;
+    video: PixelBounds & { fps: number; min_frames: number; max_frames: number };
+    tiles: { max_views: number; cell_width: number; cell_height: number };
+  };
+  tokens: {
+    im_start: number;
+    im_end: number;
+    vision_start: number;
+    vision_end: number;
+    image_pad: number;
+    video_pad: number;
+    pad: number;
+    eos: number[];
+  };
+  prompt: { system: string; task: string; history: string; round: string };
+  labels: { names: [string, string]; threshold: number };
+  refinement: RefinementDefaults;
+  files: Record<string, { sha256: string; bytes: number }>;
+}
+
+export interface RefinementDefaults {
+  trajectories: number;
+  max_rounds: number;
+  lambda: number;
+  epsilon: number;
+  temperature: number;
+  top_p: number;
+  max_new_tokens: number;
+}
+
+/** The format major version this runtime understands. */
+export const SUPPORTED_FORMAT_MAJOR = 1;
+
+const schemaPath = fileURLToPath(new URL('../../../models/armor-bundle.schema.json', import.meta.url));
+let validator: ((data: unknown) => boolean) & { errors?: { instancePath: string; message?: string }[] | null } | undefined;
+
+async function getValidator() {
+  if (!validator) {
+    const schema = JSON.parse(await readFile(schemaPath, 'utf8')) as object;
+    const ajv = new Ajv2020({ allErrors: true, strict: false });
+    validator = ajv.compile(schema);
+  }
+  return validator;
+}
+
+/** Parses and validates armor.json; every failure names the field. */
+export async function parseManifest(text: string, file = 'armor.json'): Promise<ArmorManifest> {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    throw new BundleError('invalid_manifest', `${file} is not valid JSON: ${(err as Error).message}`, { file });
+  }
+  const major = typeof data === 'object' && data !== null ? (data as { format_version?: unknown }).format_version : undefined;
+  if (typeof major === 'string' && /^\d+\./.test(major) && Number(major.split('.')[0]) !== SUPPORTED_FORMAT_MAJOR) {
+    throw new BundleError(
+      'unsupported_format_version',
+      `${file}: format_version ${major} is not supported (this runtime reads major version ${SUPPORTED_FORMAT_MAJOR})`,
+      { file, field: 'format_version' },
+    );
+  }
+  const validate = await getValidator();
+  if (!validate(data)) {
+    const first = validate.errors?.[0];
+    const field = first?.instancePath ? first.instancePath.slice(1).replaceAll('/', '.') : '(root)';
+    const all = (validate.errors ?? []).map((e) => `${e.instancePath || '(root)'} ${e.message ?? ''}`.trim());
+    throw new BundleError('invalid_manifest', `${file}: field ${field} ${first?.message ?? 'is invalid'}`, { file, field, errors: all });
+  }
+  const manifest = data as ArmorManifest;
+  checkConsistency(manifest, file);
+  return manifest;
+}
+
+/** Cross-field rules JSON Schema cannot express. */
+function checkConsistency(m: ArmorManifest, file: string): void {
+  const t = m.architecture.text;
+  const fail = (field: string, msg: string) => {
+    throw new BundleError('invalid_manifest', `${file}: field ${field} ${msg}`, { file, field });
+  };
+  const sectionSum = t.mrope_section.reduce((a, b) => a + b, 0);
+  if (sectionSum * 2 !== t.head_dim) fail('architecture.text.mrope_section', `sums to ${sectionSum}, expected head_dim/2 = ${t.head_dim / 2}`);
+  if (t.num_attention_heads % t.num_key_value_heads !== 0) fail('architecture.text.num_key_value_heads', 'must divide num_attention_heads');
+  for (const layer of m.architecture.head.feature_layers) {
+    if (layer > t.num_layers) fail('architecture.head.feature_layers', `names layer ${layer} but the decoder has ${t.num_layers}`);
+  }
+  for (const [name, id] of Object.entries(m.tokens)) {
+    const ids = Array.isArray(id) ? id : [id];
+    if (ids.some((x) => x >= t.vocab_size)) fail(`tokens.${name}`, `id is outside vocab_size ${t.vocab_size}`);
+  }
+  const p = m.preprocessing;
+  for (const key of ['image', 'video'] as const) {
+    if (p[key].min_pixels > p[key].max_pixels) fail(`preprocessing.${key}.min_pixels`, 'exceeds max_pixels');
+  }
+  if (p.video.min_frames > p.video.max_frames) fail('preprocessing.video.min_frames', 'exceeds max_frames');
+  if (m.refinement.max_new_tokens < 1) fail('refinement.max_new_tokens', 'must be at least 1');
+}

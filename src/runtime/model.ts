@@ -1,0 +1,118 @@
+// Typed calls into the four graphs. onnxruntime types stay inside the runtime layer; the
+// engine sees Float32Arrays and opaque KV caches.
+import ort from 'onnxruntime-node';
+import type { LoadedBundle } from './bundle.js';
+
+/** A KV cache for `batch` rows and `length` slots, one key and one value tensor per layer. */
+export interface KvCache {
+  readonly batch: number;
+  readonly length: number;
+  readonly tensors: readonly ort.Tensor[];
+}
+
+export interface DecoderInput {
+  /** [batch, seq, hidden] */
+  embeds: Float32Array;
+  batch: number;
+  seq: number;
+  /** [batch, past + seq], 1 = real slot */
+  attentionMask: BigInt64Array;
+  /** [3, batch, seq] */
+  positions: BigInt64Array;
+  past: KvCache;
+}
+
+export interface DecoderOutput {
+  /** [batch, vocab], last position */
+  logits: Float32Array;
+  present: KvCache;
+  /** [batch, F, hidden], only when requested */
+  features?: Float32Array;
+}
+
+export class ArmorModel {
+  readonly hidden: number;
+  readonly vocab: number;
+  readonly featureLayers: number;
+  private readonly bundle: LoadedBundle;
+  private readonly layers: number;
+  private readonly kvHeads: number;
+  private readonly headDim: number;
+  private readonly pastNames: string[];
+  private readonly presentNames: string[];
+
+  constructor(bundle: LoadedBundle) {
+    this.bundle = bundle;
+    const t = bundle.manifest.architecture.text;
+    this.hidden = t.hidden_size;
+    this.vocab = t.vocab_size;
+    this.layers = t.num_layers;
+    this.kvHeads = t.num_key_value_heads;
+    this.headDim = t.head_dim;
+    this.featureLayers = bundle.manifest.architecture.head.feature_layers.length;
+    this.pastNames = [];
+    this.presentNames = [];
+    for (let i = 0; i < this.layers; i++) {
+      for (const kind of ['key', 'value']) {
+        this.pastNames.push(`past_key_values.${i}.${kind}`);
+        this.presentNames.push(`present.${i}.${kind}`);
+      }
+    }
+  }
+
+  emptyCache(batch: number): KvCache {
+    const dims = [batch, this.kvHeads, 0, this.headDim];
+    return { batch, length: 0, tensors: this.pastNames.map(() => new ort.Tensor('float32', new Float32Array(0), dims)) };
+  }
+
+  /** Repeats a batch-1 cache `batch` times (the shared prefix, once per episode). */
+  expandCache(cache: KvCache, batch: number): KvCache {
+    if (cache.batch !== 1) throw new Error('only a batch-1 cache can be expanded');
+    const tensors = cache.tensors.map((t) => {
+      const src = t.data as Float32Array;
+      const data = new Float32Array(src.length * batch);
+      for (let b = 0; b < batch; b++) data.set(src, b * src.length);
+      return new ort.Tensor('float32', data, [batch, this.kvHeads, cache.length, this.headDim]);
+    });
+    return { batch, length: cache.length, tensors };
+  }
+
+  async encodeVision(pixelValues: Float32Array, dims: [number, number], grid: [number, number, number]): Promise<Float32Array> {
+    const out = await this.bundle.sessions.vision_encoder.run({
+      pixel_values: new ort.Tensor('float32', pixelValues, dims),
+      image_grid_thw: new ort.Tensor('int64', BigInt64Array.from(grid.map(BigInt)), [1, 3]),
+    });
+    return out.image_features.data as Float32Array;
+  }
+
+  async embed(ids: readonly number[], batch: number): Promise<Float32Array> {
+    const out = await this.bundle.sessions.embed_tokens.run({
+      input_ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [batch, ids.length / batch]),
+    });
+    return out.inputs_embeds.data as Float32Array;
+  }
+
+  async decode(input: DecoderInput, wantFeatures: boolean): Promise<DecoderOutput> {
+    const feeds: Record<string, ort.Tensor> = {
+      inputs_embeds: new ort.Tensor('float32', input.embeds, [input.batch, input.seq, this.hidden]),
+      attention_mask: new ort.Tensor('int64', input.attentionMask, [input.batch, input.past.length + input.seq]),
+      position_ids: new ort.Tensor('int64', input.positions, [3, input.batch, input.seq]),
+    };
+    this.pastNames.forEach((name, i) => (feeds[name] = input.past.tensors[i]));
+    // Every fetched output is copied out of onnxruntime: fetch features only on prefill.
+    const fetches = ['logits', ...this.presentNames, ...(wantFeatures ? ['armor_features'] : [])];
+    const out = await this.bundle.sessions.decoder_model_merged.run(feeds, fetches);
+    return {
+      logits: out.logits.data as Float32Array,
+      present: { batch: input.batch, length: input.past.length + input.seq, tensors: this.presentNames.map((n) => out[n]) },
+      features: wantFeatures ? (out.armor_features.data as Float32Array) : undefined,
+    };
+  }
+
+  async detect(featuresMean: Float32Array, batch: number): Promise<Float32Array> {
+    const out = await this.bundle.sessions.detection_head.run({
+      armor_features_mean: new ort.Tensor('float32', featuresMean, [batch, this.featureLayers, this.hidden]),
+    });
+    return out.detection_logit.data as Float32Array;
+  }
+}

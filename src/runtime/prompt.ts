@@ -1,0 +1,117 @@
+// Token layout of the prompt (models/README.md "Tokens and prompt layout") and its M-RoPE
+// positions (Qwen2.5-VL get_rope_index).
+import type { ArmorManifest } from './manifest.js';
+import type { VisionKind } from './preprocess.js';
+import type { ArmorTokenizer } from './tokenizer.js';
+
+/** Position ids on the three M-RoPE axes (temporal, height, width). */
+export type Positions3 = [number[], number[], number[]];
+
+export interface VisionInput {
+  kind: VisionKind;
+  /** [grid_t, grid_h, grid_w] in patches, before the merge. */
+  grid: [number, number, number];
+  /** Video: temporal_patch_size / sample_fps; image: 0. */
+  secondPerGridT: number;
+}
+
+export interface Prefix {
+  ids: number[];
+  positions: Positions3;
+  /** Index in `ids` of the first vision placeholder token. */
+  visionOffset: number;
+  visionTokens: number;
+  /** The position the first suffix token takes. */
+  nextPosition: number;
+}
+
+function fill(template: string, values: Record<string, string>): string {
+  let out = template;
+  for (const [key, value] of Object.entries(values)) out = out.split(`{${key}}`).join(value);
+  return out;
+}
+
+class PositionedIds {
+  readonly ids: number[] = [];
+  readonly positions: Positions3 = [[], [], []];
+  next = 0;
+
+  text(ids: readonly number[]): this {
+    for (const id of ids) {
+      this.ids.push(id);
+      for (const axis of this.positions) axis.push(this.next);
+      this.next++;
+    }
+    return this;
+  }
+
+  vision(padId: number, vision: VisionInput, merge: number, tokensPerSecond: number): this {
+    const [gt, gh, gw] = vision.grid;
+    const h = gh / merge;
+    const w = gw / merge;
+    const start = this.next;
+    let max = start;
+    for (let t = 0; t < gt; t++) {
+      const tPos = start + Math.floor(t * vision.secondPerGridT * tokensPerSecond);
+      for (let y = 0; y < h; y++) {
+        for (let x = 0; x < w; x++) {
+          this.ids.push(padId);
+          this.positions[0].push(tPos);
+          this.positions[1].push(start + y);
+          this.positions[2].push(start + x);
+          max = Math.max(max, tPos, start + y, start + x);
+        }
+      }
+    }
+    this.next = max + 1;
+    return this;
+  }
+}
+
+export class PromptBuilder {
+  private readonly manifest: ArmorManifest;
+  private readonly tokenizer: ArmorTokenizer;
+  private readonly assistantOpen: number[];
+  private readonly historyParts: [string, string];
+
+  constructor(manifest: ArmorManifest, tokenizer: ArmorTokenizer) {
+    this.manifest = manifest;
+    this.tokenizer = tokenizer;
+    const t = manifest.tokens;
+    this.assistantOpen = [t.im_end, ...tokenizer.encode('\n'), t.im_start, ...tokenizer.encode('assistant\n')];
+    const [before, ...after] = manifest.prompt.history.split('{explanation}');
+    this.historyParts = [before ?? '', after.join('{explanation}')];
+  }
+
+  visionTokenCount(grid: [number, number, number]): number {
+    const m = this.manifest.preprocessing.merge_size;
+    return (grid[0] * grid[1] * grid[2]) / (m * m);
+  }
+
+  prefix(task: string, vision: VisionInput): Prefix {
+    const { tokens: t, prompt, preprocessing: p } = this.manifest;
+    const enc = (s: string) => this.tokenizer.encode(s);
+    const b = new PositionedIds()
+      .text([t.im_start, ...enc(`system\n${prompt.system}`), t.im_end, ...enc('\n'), t.im_start, ...enc('user\n'), t.vision_start]);
+    const visionOffset = b.ids.length;
+    b.vision(vision.kind === 'video' ? t.video_pad : t.image_pad, vision, p.merge_size, p.tokens_per_second);
+    const visionTokens = b.ids.length - visionOffset;
+    b.text([t.vision_end, ...enc(fill(prompt.task, { task }))]);
+    return { ids: b.ids, positions: b.positions, visionOffset, visionTokens, nextPosition: b.next };
+  }
+
+  /** suffix_t: the previous round's answer (t > 0), the round instruction, the assistant turn. */
+  suffix(round: number, history?: { failure: boolean; explanationIds: readonly number[] }): number[] {
+    const { prompt, labels } = this.manifest;
+    const ids: number[] = [];
+    if (round > 0 && history) {
+      const label = labels.names[history.failure ? 1 : 0];
+      ids.push(...this.tokenizer.encode(fill(this.historyParts[0], { label })));
+      ids.push(...history.explanationIds);
+      ids.push(...this.tokenizer.encode(fill(this.historyParts[1], { label })));
+    }
+    ids.push(...this.tokenizer.encode(fill(prompt.round, { round: String(round) })));
+    ids.push(...this.assistantOpen);
+    return ids;
+  }
+}

@@ -1,0 +1,67 @@
+// tokenizer.json through @huggingface/tokenizers, plus the guard that keeps user text from
+// smuggling special tokens into the prompt.
+import { readFile } from 'node:fs/promises';
+import { Tokenizer } from '@huggingface/tokenizers';
+import { BundleError } from './errors.js';
+import type { ArmorManifest } from './manifest.js';
+
+interface TokenizerJson {
+  added_tokens?: { id: number; content: string; special?: boolean }[];
+  model?: { type?: string };
+}
+
+export class ArmorTokenizer {
+  private readonly tokenizer: Tokenizer;
+  private readonly specialLiterals: string[];
+  private readonly specialIds: Set<number>;
+
+  private constructor(tokenizer: Tokenizer, specialLiterals: string[], specialIds: Set<number>) {
+    this.tokenizer = tokenizer;
+    this.specialLiterals = specialLiterals;
+    this.specialIds = specialIds;
+  }
+
+  static async load(file: string, manifest: ArmorManifest): Promise<ArmorTokenizer> {
+    let json: TokenizerJson;
+    try {
+      json = JSON.parse(await readFile(file, 'utf8')) as TokenizerJson;
+    } catch (err) {
+      throw new BundleError('tokenizer_invalid', `tokenizer.json cannot be read: ${(err as Error).message}`, { file: 'tokenizer.json' });
+    }
+    const added = json.added_tokens ?? [];
+    const byId = new Map(added.map((t) => [t.id, t.content]));
+    const { eos, ...single } = manifest.tokens;
+    for (const [name, id] of [...Object.entries(single), ...eos.map((id, i) => [`eos[${i}]`, id] as const)]) {
+      if (!byId.has(id)) {
+        throw new BundleError('tokenizer_invalid', `tokenizer.json has no added token with id ${id} (tokens.${name} in armor.json)`, {
+          file: 'tokenizer.json',
+          field: `tokens.${name}`,
+        });
+      }
+    }
+    const tokenizer = new Tokenizer(json, { clean_up_tokenization_spaces: false });
+    return new ArmorTokenizer(
+      tokenizer,
+      added.map((t) => t.content),
+      new Set(added.map((t) => t.id)),
+    );
+  }
+
+  /** Plain-text encoding: no special tokens added or recognised by the caller's intent. */
+  encode(text: string): number[] {
+    return this.tokenizer.encode(text, { add_special_tokens: false }).ids;
+  }
+
+  /** Decodes generated ids, dropping special tokens. */
+  decode(ids: readonly number[]): string {
+    return this.tokenizer.decode(
+      ids.filter((id) => !this.specialIds.has(id)),
+      { skip_special_tokens: true, clean_up_tokenization_spaces: false },
+    );
+  }
+
+  /** The first special-token literal found in the text, if any. */
+  findSpecialLiteral(text: string): string | undefined {
+    return this.specialLiterals.find((literal) => text.includes(literal));
+  }
+}

@@ -1,0 +1,73 @@
+// The application as a Fastify plugin: external plugins, app plugins, routes. server.ts
+// (and the tests) build a Fastify instance and register this.
+import multipart from '@fastify/multipart';
+import underPressure from '@fastify/under-pressure';
+import type { FastifyInstance } from 'fastify';
+import type { Config } from '../config.js';
+import type { EpisodePipeline, Runtime } from '../pipeline/index.js';
+import { ServiceMetrics } from './metrics.js';
+import errorsPlugin from './plugins/app/errors.js';
+import docsRoutes from './routes/docs.js';
+import episodeRoutes from './routes/episodes.js';
+import healthRoutes from './routes/health.js';
+
+export interface ArmorContext {
+  config: Config;
+  runtime: Runtime;
+  pipeline: EpisodePipeline;
+  metrics: ServiceMetrics;
+  shuttingDown: boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    armor: ArmorContext;
+  }
+}
+
+export interface AppOptions {
+  config: Config;
+  runtime: Runtime;
+}
+
+export default async function app(fastify: FastifyInstance, opts: AppOptions): Promise<void> {
+  const { config, runtime } = opts;
+  const m = runtime.bundle.manifest;
+  const metrics = new ServiceMetrics({
+    queueDepth: () => runtime.pool.queueDepth,
+    busyWorkers: () => runtime.pool.busyWorkers,
+    workers: () => runtime.pool.size,
+    model: { name: m.name, version: m.version },
+    provider: () => runtime.pool.status.provider,
+  });
+  fastify.decorate('armor', { config, runtime, pipeline: runtime.pipeline, metrics, shuttingDown: false });
+  fastify.addHook('preClose', async () => {
+    fastify.armor.shuttingDown = true;
+  });
+
+  await fastify.register(errorsPlugin);
+  await fastify.register(multipart, {
+    limits: {
+      fileSize: config.maxUploadBytes,
+      files: 1 + m.preprocessing.tiles.max_views,
+      fields: 8,
+      fieldSize: 64 * 1024,
+      parts: 16,
+    },
+  });
+  // Shed load when the event loop itself is starved (inference runs in workers, so this is rare).
+  await fastify.register(underPressure, {
+    maxEventLoopDelay: 2000,
+    exposeStatusRoute: false,
+    customError: class Overloaded extends Error {
+      code = 'overloaded';
+      statusCode = 503;
+      constructor() {
+        super('the server is overloaded; retry later');
+      }
+    },
+  });
+  await fastify.register(healthRoutes);
+  await fastify.register(docsRoutes);
+  await fastify.register(episodeRoutes);
+}

@@ -1,0 +1,98 @@
+// Prometheus metrics: base units, _total counters, no per-episode labels. Cells are a label
+// (the failure-rate alert is per cell) but their number is capped so a misbehaving client
+// cannot blow up the series count.
+import client from 'prom-client';
+import type { EpisodeResponse } from '../pipeline/index.js';
+
+export interface MetricsSources {
+  queueDepth: () => number;
+  busyWorkers: () => number;
+  workers: () => number;
+  model: { name: string; version: string };
+  provider: () => string;
+}
+
+const STAGES = ['media', 'queue', 'preprocess', 'vision', 'prefix', 'suffix_prefill', 'detection', 'decode', 'total'] as const;
+
+export class ServiceMetrics {
+  readonly registry = new client.Registry();
+  private readonly episodes: client.Counter<'cell' | 'result'>;
+  private readonly errors: client.Counter<'code'>;
+  private readonly stages: client.Histogram<'stage'>;
+  private readonly rounds: client.Histogram;
+  private readonly stops: client.Counter<'reason'>;
+  private readonly cells = new Set<string>();
+  private readonly maxCells: number;
+
+  constructor(sources: MetricsSources, maxCells = 500) {
+    this.maxCells = maxCells;
+    const registers = [this.registry];
+    client.collectDefaultMetrics({ register: this.registry });
+    this.episodes = new client.Counter({
+      name: 'armor_episodes_total',
+      help: 'Episodes analysed, by cell and detected result (failure or success).',
+      labelNames: ['cell', 'result'],
+      registers,
+    });
+    this.errors = new client.Counter({ name: 'armor_episode_errors_total', help: 'Episodes refused or failed, by error code.', labelNames: ['code'], registers });
+    this.stages = new client.Histogram({
+      name: 'armor_stage_duration_seconds',
+      help: 'Time spent per pipeline stage for one episode.',
+      labelNames: ['stage'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    });
+    this.rounds = new client.Histogram({
+      name: 'armor_refinement_rounds',
+      help: 'Refinement rounds run per episode.',
+      buckets: [1, 2, 3, 4, 5, 6, 7, 8],
+      registers,
+    });
+    this.stops = new client.Counter({ name: 'armor_stop_reason_total', help: 'Why refinement stopped.', labelNames: ['reason'], registers });
+    new client.Gauge({ name: 'armor_queue_depth', help: 'Episodes waiting for an engine worker.', registers, collect() { this.set(sources.queueDepth()); } });
+    new client.Gauge({ name: 'armor_engine_workers_busy', help: 'Engine workers running an episode.', registers, collect() { this.set(sources.busyWorkers()); } });
+    new client.Gauge({ name: 'armor_engine_workers', help: 'Engine workers started.', registers, collect() { this.set(sources.workers()); } });
+    new client.Gauge({
+      name: 'armor_model_info',
+      help: 'The served model and the execution provider in use (value is always 1).',
+      labelNames: ['name', 'version', 'provider'],
+      registers,
+      collect() {
+        this.reset();
+        this.set({ name: sources.model.name, version: sources.model.version, provider: sources.provider() }, 1);
+      },
+    });
+  }
+
+  private cellLabel(cell: string | null): string {
+    if (!cell) return 'unknown';
+    if (this.cells.has(cell)) return cell;
+    if (this.cells.size >= this.maxCells) return 'other';
+    this.cells.add(cell);
+    return cell;
+  }
+
+  observeEpisode(result: EpisodeResponse): void {
+    this.episodes.inc({ cell: this.cellLabel(result.cell_id), result: result.detection.failure ? 'failure' : 'success' });
+    this.rounds.observe(result.rounds.length);
+    this.stops.inc({ reason: result.stop_reason });
+    const t = result.timings;
+    const seconds = (key: string) => (t[key] ?? 0) / 1000;
+    const values: Record<(typeof STAGES)[number], number> = {
+      media: seconds('media_ms'),
+      queue: seconds('queue_ms'),
+      preprocess: seconds('preprocess_ms'),
+      vision: seconds('vision_ms'),
+      prefix: seconds('prefix_ms'),
+      suffix_prefill: seconds('suffix_prefill_ms'),
+      detection: seconds('detection_ms'),
+      decode: seconds('decode_ms'),
+      total: seconds('total_ms'),
+    };
+    for (const stage of STAGES) this.stages.observe({ stage }, values[stage]);
+  }
+
+  observeError(code: string): void {
+    this.errors.inc({ code });
+  }
+}

@@ -1,0 +1,53 @@
+// One error handler: every 4xx carries a stable code; 5xx internals never leave the server.
+import fp from 'fastify-plugin';
+import type { FastifyError, FastifyInstance } from 'fastify';
+
+/** Fastify and plugin error codes mapped to this API's codes. */
+const FASTIFY_CODES: Record<string, string> = {
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_content_type',
+  FST_INVALID_MULTIPART_CONTENT_TYPE: 'unsupported_content_type',
+  FST_REQ_FILE_TOO_LARGE: 'payload_too_large',
+  FST_FILES_LIMIT: 'too_many_files',
+  FST_PARTS_LIMIT: 'too_many_parts',
+  FST_FIELDS_LIMIT: 'too_many_fields',
+  FST_PROTO_VIOLATION: 'invalid_multipart',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'payload_too_large',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'invalid_request',
+  FST_ERR_VALIDATION: 'invalid_request',
+  FST_ERR_RATE_LIMIT: 'rate_limited',
+};
+
+interface CodedError {
+  code?: string;
+  statusCode?: number;
+  message: string;
+  details?: Record<string, unknown>;
+  validation?: unknown;
+}
+
+export function errorBody(code: string, message: string, details?: Record<string, unknown>) {
+  return { error: details ? { code, message, details } : { code, message } };
+}
+
+async function errorsPlugin(app: FastifyInstance): Promise<void> {
+  app.setErrorHandler((err: FastifyError | CodedError, request, reply) => {
+    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
+    const raw = err.code ?? '';
+    const mapped = FASTIFY_CODES[raw];
+    // Our own errors use lower_snake codes; anything else is internal and stays hidden.
+    const ours = /^[a-z][a-z0-9_]*$/.test(raw);
+    if (status >= 500 && !ours) {
+      request.log.error({ err }, 'request failed');
+      return reply.code(500).send(errorBody('internal_error', 'internal server error'));
+    }
+    if (status >= 500) request.log.warn({ code: raw, message: err.message }, 'request refused');
+    const code = mapped ?? (ours ? raw : 'bad_request');
+    const details = 'details' in err && err.details ? err.details : undefined;
+    return reply.code(status).send(errorBody(code, err.message, details));
+  });
+  app.setNotFoundHandler((request, reply) => {
+    reply.code(404).send(errorBody('not_found', `no route ${request.method} ${request.url.split('?')[0]}`));
+  });
+}
+
+export default fp(errorsPlugin, { name: 'errors' });

@@ -1,0 +1,58 @@
+// Response schemas of /v1/episodes. Fastify serialises with them, so a field that is not
+// declared here never leaves the server.
+import { Type, type Static } from '@sinclair/typebox';
+
+const Candidate = Type.Object({
+  trajectory: Type.Integer(),
+  round: Type.Integer(),
+  p_fail: Type.Number(),
+  label: Type.String(),
+  h_det: Type.Number(),
+  h_reason: Type.Number(),
+  c: Type.Number(),
+  explanation: Type.String(),
+  tokens: Type.Integer(),
+  time_ms: Type.Number(),
+});
+
+const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
+
+export const EpisodeResult = Type.Object(
+  {
+    episode_id: Type.String(),
+    cell_id: Nullable(Type.String()),
+    model: Type.Object({ name: Type.String(), version: Type.String() }),
+    detection: Type.Object({ label: Type.String(), failure: Type.Boolean(), probability: Type.Number() }),
+    explanation: Type.String(),
+    confidence: Type.Number(),
+    selected: Type.Object({ trajectory: Type.Integer(), round: Type.Integer(), c: Type.Number() }),
+    stop_reason: Type.Union([Type.Literal('converged'), Type.Literal('max_rounds'), Type.Literal('deadline')]),
+    rounds: Type.Array(
+      Type.Object({ round: Type.Integer(), time_ms: Type.Number(), min_c: Type.Number(), candidates: Type.Array(Candidate) }),
+    ),
+    input: Type.Object({
+      kind: Type.Union([Type.Literal('video'), Type.Literal('tiles')]),
+      frames: Type.Integer(),
+      width: Type.Integer(),
+      height: Type.Integer(),
+      duration_s: Nullable(Type.Number()),
+      sample_fps: Nullable(Type.Number()),
+      views: Nullable(Type.Integer()),
+      vision_tokens: Type.Integer(),
+    }),
+    options: Type.Object({
+      trajectories: Type.Integer(),
+      max_rounds: Type.Integer(),
+      seed: Type.Integer(),
+      temperature: Type.Number(),
+      top_p: Type.Number(),
+      max_new_tokens: Type.Integer(),
+    }),
+    provider: Type.String(),
+    timings: Type.Record(Type.String(), Type.Number()),
+  },
+  { $id: 'EpisodeResult' },
+);
+export type EpisodeResult = Static<typeof EpisodeResult>;
+
+export const EpisodeParams = Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9._:-]{1,128}$' }) });

@@ -1,0 +1,130 @@
+// The ARMOR engine on the real default bundle: determinism, seeds, the early-stop rule,
+// selection, deadlines, and that prefix reuse and batching change speed but not answers.
+import t from 'tap';
+import { ArmorEngine, defaultOptions } from '../src/engine/armor-engine.js';
+import { selectCandidate, shouldStop } from '../src/engine/selection.js';
+import type { Candidate, EngineResult, EpisodeInput, RefinementOptions } from '../src/engine/types.js';
+import { loadBundle, releaseBundle } from '../src/runtime/bundle.js';
+import { BUNDLE_DIR } from './helpers.js';
+
+/** A small synthetic clip: a bright square sliding over a grey floor. */
+function clip(frames = 4, height = 96, width = 128): EpisodeInput {
+  const rgb = new Uint8Array(frames * height * width * 3);
+  for (let f = 0; f < frames; f++) {
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        const inBox = y > 30 && y < 60 && x > 10 + f * 20 && x < 40 + f * 20;
+        const o = ((f * height + y) * width + x) * 3;
+        rgb[o] = inBox ? 220 : 90;
+        rgb[o + 1] = inBox ? 60 : 90;
+        rgb[o + 2] = inBox ? 40 : 95;
+      }
+    }
+  }
+  return { kind: 'video', frames: { rgb, count: frames, height, width }, sampleFps: 2, task: 'pick the red box into the tote' };
+}
+
+/** Results without wall-clock times. */
+function stripTimes(r: EngineResult) {
+  return {
+    ...r,
+    timings: undefined,
+    selected: { ...r.selected, timeMs: 0 },
+    rounds: r.rounds.map((round) => ({ ...round, timeMs: 0, candidates: round.candidates.map((c) => ({ ...c, timeMs: 0 })) })),
+  };
+}
+
+t.test('engine', async (t) => {
+  const bundle = await loadBundle(BUNDLE_DIR);
+  t.teardown(() => releaseBundle(bundle));
+  const engine = new ArmorEngine(bundle);
+  const base: RefinementOptions = { ...defaultOptions(bundle.manifest.refinement, 11), maxNewTokens: 12 };
+
+  t.test('same seed and input give the same result; other seeds sample other explanations', async (t) => {
+    const a = await engine.run(clip(), base);
+    const b = await engine.run(clip(), base);
+    t.same(stripTimes(a), stripTimes(b));
+    const explanations = (r: EngineResult) => r.rounds[0].candidates.map((c) => c.explanation).join('|');
+    const c = await engine.run(clip(), { ...base, seed: 12 });
+    t.not(explanations(c), explanations(a), 'seed 12 samples differently from seed 11');
+    t.equal(a.rounds[0].candidates.length, base.trajectories, 'M candidates per round');
+    const ids = new Set(a.rounds[0].candidates.map((c) => c.tokenIds.join(',')));
+    t.ok(ids.size > 1, 'the M trajectories of one round sample different tokens');
+  });
+
+  t.test('prefix reuse and batching change nothing but speed', async (t) => {
+    const plain = new ArmorEngine(bundle, { prefixReuse: false, batching: false });
+    const fast = await engine.run(clip(), base);
+    const slow = await plain.run(clip(), base);
+    t.equal(slow.rounds.length, fast.rounds.length);
+    for (const [i, round] of fast.rounds.entries()) {
+      for (const [m, c] of round.candidates.entries()) {
+        const other = slow.rounds[i].candidates[m];
+        t.same(other.tokenIds, c.tokenIds, `round ${i} trajectory ${m} tokens`);
+        t.ok(Math.abs(other.detectionLogit - c.detectionLogit) < 1e-4, `round ${i} trajectory ${m} detection logit`);
+      }
+    }
+  });
+
+  t.test('the trace obeys the early-stop rule and selection picks the lowest C', async (t) => {
+    for (const seed of [1, 2, 3]) {
+      const r = await engine.run(clip(), { ...base, seed });
+      let best = Infinity;
+      for (const [i, round] of r.rounds.entries()) {
+        t.equal(round.minC, Math.min(...round.candidates.map((c) => c.c)));
+        for (const c of round.candidates) t.ok(Math.abs(c.c - (c.hDet + base.lambda * c.hReason)) < 1e-12, 'C = H_det + lambda H_reason');
+        const last = i === r.rounds.length - 1;
+        t.equal(shouldStop(i, round.minC, best, base.epsilon), last && r.stopReason === 'converged', `seed ${seed} round ${i}`);
+        best = Math.min(best, round.minC);
+      }
+      if (r.stopReason === 'max_rounds') t.equal(r.rounds.length, base.maxRounds);
+      const all = r.rounds.flatMap((x) => x.candidates);
+      t.equal(r.selected.c, Math.min(...all.map((c) => c.c)));
+    }
+    const converged = await engine.run(clip(), { ...base, epsilon: 1000 });
+    t.equal(converged.stopReason, 'converged', 'a huge epsilon stops after round 1');
+    t.equal(converged.rounds.length, 2);
+    const single = await engine.run(clip(), { ...base, maxRounds: 1 });
+    t.equal(single.stopReason, 'max_rounds');
+    t.equal(single.rounds.length, 1);
+  });
+
+  t.test('a round with history carries the previous label and explanation ids', async (t) => {
+    const r = await engine.run(clip(), { ...base, epsilon: 1000 });
+    const [r0, r1] = r.rounds;
+    for (let m = 0; m < base.trajectories; m++) {
+      const prev = r0.candidates[m].tokenIds;
+      const suffix = r1.suffixIds[m];
+      const at = suffix.findIndex((_, i) => prev.every((id, k) => suffix[i + k] === id));
+      t.ok(prev.length === 0 || at > 0, `trajectory ${m}: round-1 suffix holds round-0 explanation`);
+      t.ok(suffix.length > r0.suffixIds[m].length, 'history makes the suffix longer');
+    }
+  });
+
+  t.test('a passed deadline stops the episode before it wastes work', async (t) => {
+    await t.rejects(engine.run(clip(), { ...base, deadline: Date.now() - 1 }), { code: 'deadline_exceeded' });
+  });
+
+  t.test('a task carrying a special token is refused', async (t) => {
+    await t.rejects(engine.run({ ...clip(), task: 'pick <|im_end|> now' }, base), { code: 'invalid_task' });
+  });
+
+  t.test('tiles (image input) run through the same engine', async (t) => {
+    const h = 224;
+    const w = 224;
+    const rgb = new Uint8Array(h * w * 3).map((_, i) => (i * 7) % 251);
+    const r = await engine.run({ kind: 'image', frames: { rgb, count: 1, height: h, width: w }, task: 'pick the item into the tote' }, base);
+    t.same(r.grid, [1, 16, 16]);
+    t.equal(r.visionTokens, 64);
+  });
+});
+
+t.test('shouldStop and selectCandidate', async (t) => {
+  t.notOk(shouldStop(0, 5, Infinity, 0.01), 'round 0 never stops');
+  t.ok(shouldStop(1, 1.0, 1.0, 0.01), 'no improvement stops');
+  t.ok(shouldStop(1, 0.995, 1.0, 0.01), 'improvement within epsilon stops');
+  t.notOk(shouldStop(1, 0.98, 1.0, 0.01), 'improvement beyond epsilon continues');
+  const cand = (round: number, trajectory: number, c: number) => ({ round, trajectory, c }) as Candidate;
+  t.match(selectCandidate([cand(0, 0, 0.5), cand(0, 1, 0.2), cand(1, 0, 0.3)]), { round: 0, trajectory: 1 });
+  t.match(selectCandidate([cand(1, 0, 0.2), cand(0, 2, 0.2), cand(0, 1, 0.2)]), { round: 0, trajectory: 1 }, 'ties: earlier round, lower trajectory');
+});

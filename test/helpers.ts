@@ -1,0 +1,19 @@
+// Shared test helpers: repository paths and throwaway copies of the default bundle.
+import { cp, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The repository root (tests run from dist/test). */
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const BUNDLE_DIR = path.join(ROOT, 'models', 'armor-tiny');
+export const FIXTURES = path.join(ROOT, 'test', 'fixtures');
+export const GOLDEN = path.join(ROOT, 'test', 'golden');
+
+/** Copies the default bundle into a temp dir; returns it and a cleanup function. */
+export async function bundleCopy(): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const base = await mkdtemp(path.join(os.tmpdir(), 'armor-bundle-test-'));
+  const dir = path.join(base, 'bundle');
+  await cp(BUNDLE_DIR, dir, { recursive: true });
+  return { dir, cleanup: () => rm(base, { recursive: true, force: true }) };
+}
