@@ -87,12 +87,14 @@ t.test('a tampered graph byte fails the hash check, naming the file', async (t) 
 });
 
 t.test('a missing file and a resized file are refused by name', async (t) => {
-  const { dir, cleanup } = await bundleCopy();
-  t.teardown(cleanup);
-  await writeFile(path.join(dir, 'tokenizer.json'), (await readFile(path.join(dir, 'tokenizer.json'), 'utf8')) + ' ');
-  await t.rejects(verifyBundle(dir), { code: 'file_size_mismatch', message: /tokenizer\.json/ });
-  await rm(path.join(dir, 'onnx', 'embed_tokens.onnx'));
-  await t.rejects(verifyBundle(dir), { code: 'missing_file', message: /onnx\/embed_tokens\.onnx/ });
+  const resized = await bundleCopy();
+  t.teardown(resized.cleanup);
+  await writeFile(path.join(resized.dir, 'tokenizer.json'), (await readFile(path.join(resized.dir, 'tokenizer.json'), 'utf8')) + ' ');
+  await t.rejects(verifyBundle(resized.dir), { code: 'file_size_mismatch', message: /tokenizer\.json/ });
+  const missing = await bundleCopy();
+  t.teardown(missing.cleanup);
+  await rm(path.join(missing.dir, 'onnx', 'embed_tokens.onnx'));
+  await t.rejects(verifyBundle(missing.dir), { code: 'missing_file', message: /onnx\/embed_tokens\.onnx/ });
 });
 
 t.test('manifest problems are refused with the field named', async (t) => {

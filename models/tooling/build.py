@@ -148,7 +148,8 @@ def main(argv=None) -> int:
             print(f"golden {name}: grid {r['image_grid_thw']} prefix {len(r['prefix_ids'])} ids; "
                   f"greedy {len(g['rounds'])} rounds ({g['stop_reason']}), "
                   f"sampled {len(s['candidates'])} candidates ({s['stop_reason']}, selected {s['selected']})")
-        print(f"golden min decision margin: {engine.min_margin:.3g}")
+        print("golden min decision margins (distance from flipping): "
+              + ", ".join(f"{k} {v:.3g}" for k, v in engine.margins.items()))
     print(f"done ({time.time() - t0:.1f}s)")
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import gc
 from typing import Dict, List
 
 import onnx
@@ -14,9 +15,6 @@ from torch import nn
 from armor_model import Armor
 
 OPSET = 17
-# Protobuf cannot serialise a model over 2 GiB; above this many bytes of weights the
-# tensors go to one external data file next to the graph.
-EXTERNAL_DATA_THRESHOLD = 1 << 30
 
 
 class _DecoderIO(nn.Module):
@@ -35,10 +33,9 @@ class _DecoderIO(nn.Module):
         return (logits, *flat, feats)
 
 
-def _finalise(tmp_path: str, out_path: str, weight_bytes: int) -> List[str]:
-    """Strip what varies between runs or machines (doc strings hold source locations),
-    pin the producer fields, and save; returns the files written (relative names)."""
-    model = onnx.load(tmp_path)
+def _strip(model: onnx.ModelProto) -> None:
+    """Remove what varies between runs or machines (doc strings hold source locations) and
+    pin the producer fields."""
     model.producer_name = "armor-serve models/tooling"
     model.producer_version = "1"
     model.doc_string = ""
@@ -48,24 +45,60 @@ def _finalise(tmp_path: str, out_path: str, weight_bytes: int) -> List[str]:
     for g in (model.graph.input, model.graph.output, model.graph.value_info):
         for v in g:
             v.doc_string = ""
+
+
+def _repack_external(model: onnx.ModelProto, src_dir: str, out_dir: str, data_name: str) -> None:
+    """Torch writes one file per large tensor, named after the tensor; gather them into a
+    single `<graph>.onnx.data` (4 KiB-aligned, in initializer order) by streaming, so the
+    multi-GB weights are never held twice in memory."""
+    data_path = os.path.join(out_dir, data_name)
+    with open(data_path, "wb") as out:
+        for t in model.graph.initializer:
+            if t.data_location != onnx.TensorProto.EXTERNAL:
+                continue
+            info = {e.key: e.value for e in t.external_data}
+            offset, length = int(info.get("offset", 0)), info.get("length")
+            pad = (-out.tell()) % 4096
+            out.write(b"\0" * pad)
+            start = out.tell()
+            with open(os.path.join(src_dir, info["location"]), "rb") as f:
+                f.seek(offset)
+                remaining = int(length) if length is not None else None
+                while True:
+                    chunk = f.read(1 << 24 if remaining is None else min(1 << 24, remaining))
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    if remaining is not None:
+                        remaining -= len(chunk)
+                        if remaining == 0:
+                            break
+            del t.external_data[:]
+            for k, v in (("location", data_name), ("offset", str(start)), ("length", str(out.tell() - start))):
+                e = t.external_data.add()
+                e.key, e.value = k, v
+
+
+def _finalise(tmp_path: str, out_path: str) -> List[str]:
+    """Returns the files written (names relative to the graph's directory)."""
+    model = onnx.load(tmp_path, load_external_data=False)
+    _strip(model)
     base = os.path.basename(out_path)
     files = [base]
-    if weight_bytes > EXTERNAL_DATA_THRESHOLD:
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        # over protobuf's 2 GiB limit: torch chose external data
         data_name = base + ".data"
-        data_path = os.path.join(os.path.dirname(out_path), data_name)
-        if os.path.exists(data_path):
-            os.remove(data_path)  # onnx appends to an existing data file
-        onnx.save_model(model, out_path, save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=data_name, size_threshold=1024, convert_attribute=False)
+        _repack_external(model, os.path.dirname(tmp_path), os.path.dirname(out_path), data_name)
         files.append(data_name)
+        onnx.save_model(model, out_path)
+        onnx.checker.check_model(out_path)
     else:
         onnx.save_model(model, out_path)
-    onnx.checker.check_model(out_path if weight_bytes > EXTERNAL_DATA_THRESHOLD else model)
+        onnx.checker.check_model(model)
     return files
 
 
 def _export(module: nn.Module, args, out_path: str, input_names, output_names, dynamic_axes) -> List[str]:
-    weight_bytes = sum(p.numel() * p.element_size() for p in module.parameters())
     tmp = tempfile.mkdtemp(prefix="armor-export-")
     try:
         tmp_path = os.path.join(tmp, "model.onnx")
@@ -73,7 +106,7 @@ def _export(module: nn.Module, args, out_path: str, input_names, output_names, d
             torch.onnx.export(module, args, tmp_path, opset_version=OPSET, input_names=input_names,
                               output_names=output_names, dynamic_axes=dynamic_axes,
                               do_constant_folding=True, export_params=True)
-        return _finalise(tmp_path, out_path, weight_bytes)
+        return _finalise(tmp_path, out_path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -246,7 +246,8 @@ class ReferenceEngine:
         t = manifest["architecture"]["text"]
         self.L, self.KV, self.D = t["num_layers"], t["num_key_value_heads"], t["head_dim"]
         self.eos = set(manifest["tokens"]["eos"])
-        self.min_margin = float("inf")
+        # smallest distance of any decision from flipping, per kind (robustness diagnostics)
+        self.margins = {"label": float("inf"), "greedy": float("inf"), "top_p": float("inf")}
 
     # --- graph wrappers (same signatures as the ONNX graphs)
     @torch.no_grad()
@@ -317,7 +318,7 @@ class ReferenceEngine:
             for m in range(M):
                 dl = float(det[m])
                 p = sigmoid(dl)
-                self.min_margin = min(self.min_margin, abs(p - labels_thr))
+                self.margins["label"] = min(self.margins["label"], abs(p - labels_thr))
                 cands.append(dict(round=t, trajectory=m, suffix_ids=suff[m],
                                   suffix_position_ids=[pos_rows[m][ls - len(suff[m]):]] * 3,
                                   detection_logit=dl, p_fail=p, label=int(p >= labels_thr),
@@ -338,7 +339,8 @@ class ReferenceEngine:
                     cands[m]["entropies"].append(entropy(lg[m]))
                     u = None if opt["temperature"] == 0 else rngs[m].uniform()
                     tokn, margin = sample(lg[m], opt["temperature"], opt["top_p"], u)
-                    self.min_margin = min(self.min_margin, margin)
+                    kind_ = "greedy" if opt["temperature"] == 0 else "top_p"
+                    self.margins[kind_] = min(self.margins[kind_], margin)
                     cands[m]["token_ids"].append(tokn)
                     if tokn in self.eos:
                         done[m] = True

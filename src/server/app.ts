@@ -3,6 +3,7 @@
 import multipart from '@fastify/multipart';
 import underPressure from '@fastify/under-pressure';
 import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
 import type { Config } from '../config.js';
 import type { EpisodePipeline, Runtime } from '../pipeline/index.js';
 import { ServiceMetrics } from './metrics.js';
@@ -30,7 +31,7 @@ export interface AppOptions {
   runtime: Runtime;
 }
 
-export default async function app(fastify: FastifyInstance, opts: AppOptions): Promise<void> {
+async function app(fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   const { config, runtime } = opts;
   const m = runtime.bundle.manifest;
   const metrics = new ServiceMetrics({
@@ -71,3 +72,6 @@ export default async function app(fastify: FastifyInstance, opts: AppOptions): P
   await fastify.register(docsRoutes);
   await fastify.register(episodeRoutes);
 }
+
+// Not encapsulated, so the server entry, health checks and tests see `fastify.armor`.
+export default fp(app, { name: 'armor-app' });

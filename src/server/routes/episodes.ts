@@ -22,11 +22,13 @@ export default async function episodeRoutes(app: FastifyInstance): Promise<void>
     },
     async (request, reply) => {
       // The request going away (client timeout, robot reboot) stops ffmpeg and unqueues the job.
+      // (The response's 'close' before it finished means the connection dropped; the request's
+      // own 'close' fires as soon as its body is read, so it cannot tell.)
       const aborted = new AbortController();
       const onClose = () => {
-        if (!reply.sent) aborted.abort();
+        if (!reply.raw.writableFinished) aborted.abort();
       };
-      request.raw.once('close', onClose);
+      reply.raw.once('close', onClose);
       try {
         const result = await withIngest(request, config.tmpDir, async ({ media, fields }) => {
           const options = parseRequestOptions(fields.options, config.caps);
@@ -56,7 +58,7 @@ export default async function episodeRoutes(app: FastifyInstance): Promise<void>
         metrics.observeError(typeof code === 'string' && /^[a-z_]+$/.test(code) ? code : 'internal_error');
         throw err;
       } finally {
-        request.raw.off('close', onClose);
+        reply.raw.off('close', onClose);
       }
     },
   );

@@ -1,0 +1,166 @@
+// The TypeScript runtime and engine against the golden vectors that the Python reference
+// (models/tooling) computed on the torch model: same pixels, ids, positions, detection
+// logits, tokens, scores and selection.
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import t from 'tap';
+import { ArmorEngine } from '../src/engine/armor-engine.js';
+import type { EngineResult, EpisodeInput, RefinementOptions } from '../src/engine/types.js';
+import { composeTiles } from '../src/media/index.js';
+import { loadBundle, releaseBundle } from '../src/runtime/bundle.js';
+import { preprocess, type RgbFrames } from '../src/runtime/preprocess.js';
+import { PromptBuilder } from '../src/runtime/prompt.js';
+import { BUNDLE_DIR, GOLDEN } from './helpers.js';
+
+interface GoldenRound {
+  round: number;
+  suffix_ids: number[];
+  suffix_position_ids: number[][];
+  detection_logit: number;
+  p_fail: number;
+  h_det: number;
+  token_ids: number[];
+  entropies: number[];
+  h_reason: number;
+  c: number;
+}
+
+interface GoldenCandidate {
+  round: number;
+  trajectory: number;
+  detection_logit: number;
+  p_fail: number;
+  token_ids: number[];
+  h_reason: number;
+  c: number;
+}
+
+interface GoldenOptions {
+  trajectories: number;
+  max_rounds: number;
+  temperature: number;
+  top_p?: number;
+  seed?: number;
+  epsilon: number;
+  lambda: number;
+  max_new_tokens: number;
+}
+
+interface Golden {
+  name: string;
+  input: { kind: 'video' | 'image'; file: string; frames?: number; views?: number; height: number; width: number; sample_fps?: number; task: string };
+  pixel_values: { shape: [number, number]; sum: number; abs_sum: number; samples: [number, number][] };
+  image_grid_thw: [number, number, number];
+  prefix_ids: number[];
+  prefix_position_ids: number[][];
+  n_vision: number;
+  greedy: { options: GoldenOptions; rounds: GoldenRound[]; selected: { round: number; trajectory: number }; stop_reason: string };
+  sampled: { options: GoldenOptions; candidates: GoldenCandidate[]; selected: { round: number; trajectory: number }; stop_reason: string };
+}
+
+async function loadGolden(name: string): Promise<{ golden: Golden; input: EpisodeInput }> {
+  const golden = JSON.parse(await readFile(path.join(GOLDEN, `${name}.json`), 'utf8')) as Golden;
+  const raw = new Uint8Array(await readFile(path.join(GOLDEN, golden.input.file)));
+  const { height, width } = golden.input;
+  let frames: RgbFrames;
+  if (golden.input.kind === 'video') {
+    frames = { rgb: raw, count: golden.input.frames ?? 0, height, width };
+  } else {
+    const size = height * width * 3;
+    const views = Array.from({ length: golden.input.views ?? 0 }, (_, i) => raw.subarray(i * size, (i + 1) * size));
+    const grid = composeTiles(views, width, height);
+    frames = { rgb: grid.rgb, count: 1, height: grid.height, width: grid.width };
+  }
+  return { golden, input: { kind: golden.input.kind, frames, sampleFps: golden.input.sample_fps, task: golden.input.task } };
+}
+
+function engineOptions(o: GoldenOptions): RefinementOptions {
+  return {
+    trajectories: o.trajectories,
+    maxRounds: o.max_rounds,
+    lambda: o.lambda,
+    epsilon: o.epsilon,
+    temperature: o.temperature,
+    topP: o.top_p ?? 1,
+    maxNewTokens: o.max_new_tokens,
+    seed: o.seed ?? 0,
+  };
+}
+
+const close = (a: number, b: number, tol: number) => Math.abs(a - b) <= tol;
+
+/** The reference lists the eos token it sampled; the engine keeps it out of the explanation ids. */
+function withoutEos(ids: number[], eos: readonly number[]): number[] {
+  return ids.length > 0 && eos.includes(ids[ids.length - 1]) ? ids.slice(0, -1) : ids;
+}
+
+t.test('golden vectors', async (t) => {
+  const bundle = await loadBundle(BUNDLE_DIR);
+  t.teardown(() => releaseBundle(bundle));
+  const engine = new ArmorEngine(bundle);
+  const prompts = new PromptBuilder(bundle.manifest, bundle.tokenizer);
+  const eos = bundle.manifest.tokens.eos;
+
+  for (const name of ['clip', 'tiles']) {
+    t.test(name, async (t) => {
+      const { golden, input } = await loadGolden(name);
+
+      const pixels = preprocess(bundle.manifest, input.kind, { ...input.frames, rgb: input.frames.rgb.slice() });
+      t.same(pixels.dims, golden.pixel_values.shape, 'pixel_values shape');
+      t.same(pixels.grid, golden.image_grid_thw, 'image_grid_thw');
+      let worst = 0;
+      for (const [index, value] of golden.pixel_values.samples) worst = Math.max(worst, Math.abs(pixels.data[index] - value));
+      t.ok(worst <= 1e-5, `sampled pixel_values within 1e-5 (worst ${worst})`);
+      let sum = 0;
+      let absSum = 0;
+      for (const v of pixels.data) {
+        sum += v;
+        absSum += Math.abs(v);
+      }
+      t.ok(close(sum, golden.pixel_values.sum, 1e-5 * pixels.data.length), `sum ${sum} vs ${golden.pixel_values.sum}`);
+      t.ok(close(absSum, golden.pixel_values.abs_sum, 1e-5 * pixels.data.length), `abs_sum ${absSum} vs ${golden.pixel_values.abs_sum}`);
+
+      const tp = bundle.manifest.preprocessing.temporal_patch_size;
+      const prefix = prompts.prefix(input.task, {
+        kind: input.kind,
+        grid: pixels.grid,
+        secondPerGridT: input.kind === 'video' ? tp / (input.sampleFps as number) : 0,
+      });
+      t.same(prefix.ids, golden.prefix_ids, 'round-0 prefix input_ids');
+      t.same(prefix.positions, golden.prefix_position_ids, 'prefix position_ids (M-RoPE)');
+      t.equal(prefix.visionTokens, golden.n_vision);
+
+      const greedy: EngineResult = await engine.run(input, engineOptions(golden.greedy.options));
+      t.equal(greedy.rounds.length, golden.greedy.rounds.length, 'greedy: rounds run');
+      for (const [i, want] of golden.greedy.rounds.entries()) {
+        const round = greedy.rounds[i];
+        if (!round) break;
+        const c = round.candidates[0];
+        t.same(round.suffixIds[0], want.suffix_ids, `round ${i}: suffix input_ids${i > 0 ? ' (with history)' : ''}`);
+        const positions = [0, 1, 2].map(() => want.suffix_ids.map((_, j) => prefix.nextPosition + j));
+        t.same(positions, want.suffix_position_ids, `round ${i}: suffix position_ids`);
+        t.ok(close(c.detectionLogit, want.detection_logit, 1e-4), `round ${i}: detection logit ${c.detectionLogit} vs ${want.detection_logit}`);
+        t.same(c.tokenIds, withoutEos(want.token_ids, eos), `round ${i}: greedy token ids`);
+        t.equal(c.entropies.length, want.token_ids.length, `round ${i}: decode steps`);
+        const entropyErr = Math.max(0, ...want.entropies.map((e, k) => Math.abs(e - (c.entropies[k] ?? Infinity))));
+        t.ok(entropyErr <= 1e-4, `round ${i}: per-token entropies (worst ${entropyErr})`);
+        t.ok(close(c.c, want.c, 1e-4), `round ${i}: C ${c.c} vs ${want.c}`);
+      }
+      t.same({ round: greedy.selected.round, trajectory: greedy.selected.trajectory }, golden.greedy.selected, 'greedy: selected candidate');
+      t.equal(greedy.stopReason, golden.greedy.stop_reason);
+
+      const sampled = await engine.run(input, engineOptions(golden.sampled.options));
+      const candidates = sampled.rounds.flatMap((r) => r.candidates);
+      t.equal(candidates.length, golden.sampled.candidates.length, 'sampled: candidate count');
+      for (const want of golden.sampled.candidates) {
+        const got = candidates.find((c) => c.round === want.round && c.trajectory === want.trajectory);
+        const label = `sampled round ${want.round} trajectory ${want.trajectory}`;
+        t.same(got?.tokenIds, withoutEos(want.token_ids, eos), `${label}: token ids`);
+        t.ok(got && close(got.detectionLogit, want.detection_logit, 1e-4), `${label}: detection logit`);
+        t.ok(got && close(got.c, want.c, 1e-4), `${label}: C ${got?.c} vs ${want.c}`);
+      }
+      t.same({ round: sampled.selected.round, trajectory: sampled.selected.trajectory }, golden.sampled.selected, 'sampled: selected candidate');
+      t.equal(sampled.stopReason, golden.sampled.stop_reason);
+    });
+  }
+});
