@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // armor-serve CLI: `serve` starts the HTTP server; `analyze` runs one episode through the same
 // pipeline and engine without HTTP and prints the same JSON.
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config.js';
 import { parseRequestOptions, startRuntime, type EpisodeMedia } from './pipeline/index.js';
+import { openBundle, releaseBundle, verifyBundle } from './runtime/bundle.js';
 
 const USAGE = `armor-serve: failure monitoring for warehouse robot picks (ARMOR)
 
@@ -12,12 +14,21 @@ Usage:
   armor-serve analyze <video> --task TEXT    analyse one video episode and print the result JSON
   armor-serve analyze --views A B [C..] --task TEXT
                                              analyse 2-8 camera views as one tiled image
+  armor-serve eval --data DIR [--out DIR]    evaluate on a labelled set (DIR/manifest.jsonl)
+  armor-serve check [BUNDLE_DIR]             verify a bundle (hashes, graphs, tokenizer) and print it
 Options for analyze:
   --task TEXT          the pick task (required)
   --cell ID            cell id reported in the result
   --options JSON       refinement options, e.g. '{"seed":7,"trajectories":3,"max_rounds":4}'
   --seed N             shorthand for the seed option
   --compact            print one line of JSON
+Options for eval:
+  --data DIR           directory with manifest.jsonl (id, kind, file|files, task, label, failure_mode, explanation)
+  --out DIR            where eval-report.json and eval-report.md go (default: ./eval-report)
+  --options JSON       refinement options for every episode (default: the bundle's)
+  --seed N             base seed; episode i uses N + i (default 0)
+  --limit N            only the first N episodes
+  --concurrency N      episodes in flight (default: ARMOR_WORKERS)
 `;
 
 const stderrLog = {
@@ -58,6 +69,81 @@ async function analyze(argv: string[]): Promise<number> {
   }
 }
 
+async function evaluate(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      data: { type: 'string' },
+      out: { type: 'string', default: 'eval-report' },
+      options: { type: 'string' },
+      seed: { type: 'string', default: '0' },
+      limit: { type: 'string' },
+      concurrency: { type: 'string' },
+    },
+  });
+  if (!values.data) {
+    process.stderr.write(USAGE);
+    return 2;
+  }
+  const config = loadConfig();
+  const request = parseRequestOptions(values.options, config.caps);
+  const runtime = await startRuntime({ ...config, maxQueue: 100000 }, { info: () => {}, warn: stderrLog.warn });
+  try {
+    const { runEval, progressBar } = await import('./eval/run-eval.js');
+    const { report, files } = await runEval(runtime.pipeline, {
+      data: path.resolve(values.data),
+      out: path.resolve(values.out),
+      concurrency: values.concurrency ? Number(values.concurrency) : config.workers,
+      limit: values.limit ? Number(values.limit) : undefined,
+      request,
+      seed: Number(values.seed),
+      progress: progressBar(process.stderr),
+    });
+    const d = report.detection;
+    process.stdout.write(
+      `detection accuracy ${d.accuracy.toFixed(3)}, failure precision ${d.failure_precision.toFixed(3)}, recall ${d.failure_recall.toFixed(3)}, ` +
+        `ROUGE-L ${report.rouge_l.mean === null ? '-' : report.rouge_l.mean.toFixed(3)}, mean rounds ${report.rounds_used_mean.toFixed(2)}, ` +
+        `latency p50 ${report.latency_ms.p50.toFixed(0)} ms p95 ${report.latency_ms.p95.toFixed(0)} ms, ${report.errors.length} errors\n` +
+        `reports: ${files.json} ${files.markdown}\n`,
+    );
+    return report.analysed === 0 ? 1 : 0;
+  } finally {
+    await runtime.close();
+  }
+}
+
+async function check(argv: string[]): Promise<number> {
+  const dir = path.resolve(argv[0] ?? loadConfig().bundleDir);
+  const config = loadConfig();
+  const t0 = performance.now();
+  const verified = await verifyBundle(dir);
+  const bundle = await openBundle(verified, { providers: config.providers, deviceId: config.deviceId }, (a) =>
+    stderrLog.warn(a, `execution provider ${a.provider} could not start; fell back`),
+  );
+  const m = bundle.manifest;
+  process.stdout.write(
+    `${JSON.stringify(
+      {
+        ok: true,
+        dir,
+        name: m.name,
+        version: m.version,
+        format_version: m.format_version,
+        bytes: verified.bytes,
+        provider: bundle.provider,
+        text: m.architecture.text,
+        vision: m.architecture.vision,
+        feature_layers: m.architecture.head.feature_layers,
+        seconds: Number(((performance.now() - t0) / 1000).toFixed(1)),
+      },
+      null,
+      2,
+    )}\n`,
+  );
+  await releaseBundle(bundle);
+  return 0;
+}
+
 async function main(): Promise<number> {
   const [command, ...rest] = process.argv.slice(2);
   switch (command) {
@@ -68,6 +154,10 @@ async function main(): Promise<number> {
     }
     case 'analyze':
       return analyze(rest);
+    case 'eval':
+      return evaluate(rest);
+    case 'check':
+      return check(rest);
     case undefined:
     case '-h':
     case '--help':

@@ -6,6 +6,7 @@ export interface CandidateView {
   round: number;
   p_fail: number;
   label: string;
+  failure: boolean;
   h_det: number;
   h_reason: number;
   c: number;
@@ -48,6 +49,7 @@ function candidateView(c: Candidate): CandidateView {
     round: c.round,
     p_fail: c.pFail,
     label: c.label,
+    failure: c.failure,
     h_det: c.hDet,
     h_reason: c.hReason,
     c: c.c,

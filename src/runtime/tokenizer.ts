@@ -54,8 +54,11 @@ export class ArmorTokenizer {
 
   /** Decodes generated ids, dropping special tokens. */
   decode(ids: readonly number[]): string {
+    const plain = ids.filter((id) => !this.specialIds.has(id));
+    // tokenizers.js throws on an empty list; an empty explanation is a valid answer.
+    if (plain.length === 0) return '';
     return this.tokenizer.decode(
-      ids.filter((id) => !this.specialIds.has(id)),
+      plain,
       { skip_special_tokens: true, clean_up_tokenization_spaces: false },
     );
   }

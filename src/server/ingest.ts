@@ -2,7 +2,7 @@
 // directory (ffmpeg reads files, never stdin), the fields are checked, and the directory is
 // removed whatever happens.
 import { createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { FastifyRequest } from 'fastify';
@@ -77,6 +77,25 @@ async function readParts(request: FastifyRequest, dir: string): Promise<Ingested
   }
   const media: EpisodeMedia = videos.length > 0 ? { kind: 'video', file: videos[0] } : { kind: 'tiles', files: views };
   return { media, fields, dir };
+}
+
+/**
+ * Removes upload directories a killed process left behind (older than an hour, so another
+ * instance sharing the directory keeps its in-flight uploads).
+ */
+export async function sweepStaleUploads(tmpRoot: string, olderThanMs = 3600_000): Promise<number> {
+  const entries = await readdir(tmpRoot).catch(() => [] as string[]);
+  let removed = 0;
+  for (const name of entries) {
+    if (!name.startsWith('episode-')) continue;
+    const dir = path.join(tmpRoot, name);
+    const info = await stat(dir).catch(() => undefined);
+    if (info && Date.now() - info.mtimeMs > olderThanMs) {
+      await rm(dir, { recursive: true, force: true });
+      removed++;
+    }
+  }
+  return removed;
 }
 
 /** Runs `work` on the ingested episode and removes its temp files afterwards, always. */

@@ -4,6 +4,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { Config } from '../config.js';
 import { startRuntime } from '../pipeline/index.js';
 import app from './app.js';
+import { sweepStaleUploads } from './ingest.js';
 
 export async function buildServer(config: Config): Promise<FastifyInstance> {
   const fastify = Fastify({
@@ -16,6 +17,8 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
       return typeof given === 'string' && /^[A-Za-z0-9._:-]{1,128}$/.test(given) ? given : crypto.randomUUID();
     },
   });
+  const swept = await sweepStaleUploads(config.tmpDir);
+  if (swept > 0) fastify.log.warn({ swept, dir: config.tmpDir }, 'removed stale upload directories');
   const runtime = await startRuntime(config, fastify.log);
   fastify.addHook('onClose', async () => runtime.close());
   try {

@@ -7,6 +7,7 @@ const Candidate = Type.Object({
   round: Type.Integer(),
   p_fail: Type.Number(),
   label: Type.String(),
+  failure: Type.Boolean(),
   h_det: Type.Number(),
   h_reason: Type.Number(),
   c: Type.Number(),

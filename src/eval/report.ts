@@ -1,0 +1,150 @@
+// Evaluation metrics over analysed episodes, and their markdown rendering.
+import type { EpisodeResponse } from '../pipeline/index.js';
+import type { LabelledEpisode } from './dataset.js';
+import { rougeL } from './rouge.js';
+
+export interface EpisodeOutcome {
+  episode: LabelledEpisode;
+  result?: EpisodeResponse;
+  error?: { code: string; message: string };
+}
+
+interface Answer {
+  failure: boolean;
+  explanation: string;
+}
+
+export interface RoundPoint {
+  /** Answers as if max_rounds had been round + 1: best C over rounds 0..round. */
+  round: number;
+  episodes: number;
+  accuracy: number;
+  rouge_l: number | null;
+  /** Only candidates of this round, over episodes that reached it. */
+  round_only: { episodes: number; accuracy: number; rouge_l: number | null };
+}
+
+export interface EvalReport {
+  data: string;
+  model: { name: string; version: string } | null;
+  episodes: number;
+  analysed: number;
+  errors: { id: string; code: string; message: string }[];
+  detection: { accuracy: number; failure_precision: number; failure_recall: number; confusion: { tp: number; fp: number; tn: number; fn: number } };
+  rouge_l: { mean: number | null; episodes: number };
+  rounds_used_mean: number;
+  stop_reasons: Record<string, number>;
+  per_round: RoundPoint[];
+  per_mode: Record<string, { episodes: number; accuracy: number; rouge_l: number | null }>;
+  latency_ms: { p50: number; p95: number; mean: number };
+  options: Record<string, unknown>;
+}
+
+const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
+const meanOrNull = (xs: number[]) => (xs.length ? mean(xs) : null);
+
+function percentile(xs: number[], p: number): number {
+  if (xs.length === 0) return NaN;
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+function bestUpTo(result: EpisodeResponse, round: number, only = false): Answer | undefined {
+  let best: { c: number; failure: boolean; explanation: string } | undefined;
+  for (const r of result.rounds) {
+    if (r.round > round || (only && r.round !== round)) continue;
+    // Same order and tie rule as the engine's selection: strictly lower C wins.
+    for (const c of r.candidates) if (!best || c.c < best.c) best = c;
+  }
+  return best && { failure: best.failure, explanation: best.explanation };
+}
+
+function score(pairs: { episode: LabelledEpisode; answer: Answer }[]) {
+  const correct = pairs.filter((p) => p.answer.failure === p.episode.failure).length;
+  const rouge = pairs.filter((p) => p.episode.explanation).map((p) => rougeL(p.answer.explanation, p.episode.explanation as string));
+  return { episodes: pairs.length, accuracy: pairs.length ? correct / pairs.length : NaN, rouge_l: meanOrNull(rouge) };
+}
+
+export function buildReport(data: string, outcomes: EpisodeOutcome[], options: Record<string, unknown>): EvalReport {
+  const done = outcomes.filter((o): o is EpisodeOutcome & { result: EpisodeResponse } => o.result !== undefined);
+  const answers = done.map((o) => ({ episode: o.episode, answer: { failure: o.result.detection.failure, explanation: o.result.explanation } }));
+  const confusion = { tp: 0, fp: 0, tn: 0, fn: 0 };
+  for (const { episode, answer } of answers) {
+    if (answer.failure && episode.failure) confusion.tp++;
+    else if (answer.failure) confusion.fp++;
+    else if (episode.failure) confusion.fn++;
+    else confusion.tn++;
+  }
+  const overall = score(answers);
+  const maxRound = Math.max(0, ...done.map((o) => o.result.rounds.length - 1));
+  const perRound: RoundPoint[] = [];
+  for (let round = 0; round <= maxRound; round++) {
+    const upTo = done.map((o) => ({ episode: o.episode, answer: bestUpTo(o.result, round) as Answer }));
+    const reached = done.filter((o) => o.result.rounds.length > round).map((o) => ({ episode: o.episode, answer: bestUpTo(o.result, round, true) as Answer }));
+    const a = score(upTo);
+    const b = score(reached);
+    perRound.push({ round, episodes: a.episodes, accuracy: a.accuracy, rouge_l: a.rouge_l, round_only: b });
+  }
+  const modes = [...new Set(answers.map((a) => a.episode.failureMode ?? (a.episode.failure ? 'failure' : 'success')))].sort();
+  const perMode: EvalReport['per_mode'] = {};
+  for (const mode of modes) perMode[mode] = score(answers.filter((a) => (a.episode.failureMode ?? (a.episode.failure ? 'failure' : 'success')) === mode));
+  const stopReasons: Record<string, number> = {};
+  for (const o of done) stopReasons[o.result.stop_reason] = (stopReasons[o.result.stop_reason] ?? 0) + 1;
+  const latencies = done.map((o) => o.result.timings.total_ms);
+  return {
+    data,
+    model: done[0]?.result.model ?? null,
+    episodes: outcomes.length,
+    analysed: done.length,
+    errors: outcomes.filter((o) => o.error).map((o) => ({ id: o.episode.id, ...(o.error as { code: string; message: string }) })),
+    detection: {
+      accuracy: overall.accuracy,
+      failure_precision: confusion.tp / Math.max(1, confusion.tp + confusion.fp),
+      failure_recall: confusion.tp / Math.max(1, confusion.tp + confusion.fn),
+      confusion,
+    },
+    rouge_l: { mean: overall.rouge_l, episodes: answers.filter((a) => a.episode.explanation).length },
+    rounds_used_mean: mean(done.map((o) => o.result.rounds.length)),
+    stop_reasons: stopReasons,
+    per_round: perRound,
+    per_mode: perMode,
+    latency_ms: { p50: percentile(latencies, 50), p95: percentile(latencies, 95), mean: mean(latencies) },
+    options,
+  };
+}
+
+const f3 = (x: number | null) => (x === null || Number.isNaN(x) ? '-' : x.toFixed(3));
+
+export function renderMarkdown(r: EvalReport): string {
+  const lines = [
+    `# Evaluation: ${r.model ? `${r.model.name} ${r.model.version}` : 'no model'} on ${r.data}`,
+    '',
+    `${r.analysed} of ${r.episodes} episodes analysed${r.errors.length ? `, ${r.errors.length} failed (see JSON)` : ''}.`,
+    '',
+    '| metric | value |',
+    '|---|---|',
+    `| detection accuracy | ${f3(r.detection.accuracy)} |`,
+    `| failure precision | ${f3(r.detection.failure_precision)} |`,
+    `| failure recall | ${f3(r.detection.failure_recall)} |`,
+    `| ROUGE-L (F1, ${r.rouge_l.episodes} references) | ${f3(r.rouge_l.mean)} |`,
+    `| mean rounds used | ${f3(r.rounds_used_mean)} |`,
+    `| latency p50 / p95 (ms) | ${r.latency_ms.p50.toFixed(0)} / ${r.latency_ms.p95.toFixed(0)} |`,
+    `| stop reasons | ${Object.entries(r.stop_reasons).map(([k, v]) => `${k} ${v}`).join(', ')} |`,
+    '',
+    '## Per round',
+    '',
+    'Answer with max_rounds = round + 1 (best C over rounds 0..round), and the best candidate of that round alone.',
+    '',
+    '| round | accuracy | ROUGE-L | episodes reaching it | accuracy (round only) | ROUGE-L (round only) |',
+    '|---|---|---|---|---|---|',
+    ...r.per_round.map((p) => `| ${p.round} | ${f3(p.accuracy)} | ${f3(p.rouge_l)} | ${p.round_only.episodes} | ${f3(p.round_only.accuracy)} | ${f3(p.round_only.rouge_l)} |`),
+    '',
+    '## Per failure mode',
+    '',
+    '| mode | episodes | accuracy | ROUGE-L |',
+    '|---|---|---|---|',
+    ...Object.entries(r.per_mode).map(([mode, s]) => `| ${mode} | ${s.episodes} | ${f3(s.accuracy)} | ${f3(s.rouge_l)} |`),
+    '',
+  ];
+  return lines.join('\n');
+}

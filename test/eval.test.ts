@@ -1,0 +1,96 @@
+// armor-serve eval: ROUGE-L as published, the report's arithmetic, and the command itself on
+// the committed small labelled set.
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import t from 'tap';
+import { rougeL } from '../src/eval/rouge.js';
+import { buildReport, type EpisodeOutcome } from '../src/eval/report.js';
+import type { EpisodeResponse } from '../src/pipeline/index.js';
+import { FIXTURES, ROOT } from './helpers.js';
+
+t.test('ROUGE-L is the LCS F1 over lower-cased words', async (t) => {
+  t.equal(rougeL('The red box fell.', 'the red box fell'), 1);
+  // LCS("the box fell", "the red box fell on the floor") = 3; P = 3/3, R = 3/7.
+  t.ok(Math.abs(rougeL('the box fell', 'the red box fell on the floor') - (2 * 1 * (3 / 7)) / (1 + 3 / 7)) < 1e-12);
+  t.equal(rougeL('', 'anything'), 0);
+  t.equal(rougeL('nothing shared', 'at all'), 0);
+});
+
+function response(rounds: { failure: boolean; c: number; explanation: string }[][], totalMs: number): EpisodeResponse {
+  const flat = rounds.flatMap((r, i) => r.map((c, m) => ({ ...c, round: i, trajectory: m })));
+  const best = flat.reduce((a, b) => (b.c < a.c ? b : a));
+  return {
+    detection: { label: best.failure ? 'failure' : 'success', failure: best.failure, probability: best.failure ? 0.9 : 0.1 },
+    explanation: best.explanation,
+    stop_reason: 'converged',
+    model: { name: 'm', version: '1' },
+    timings: { total_ms: totalMs },
+    rounds: rounds.map((r, i) => ({
+      round: i,
+      time_ms: 1,
+      min_c: Math.min(...r.map((c) => c.c)),
+      candidates: r.map((c, m) => ({ ...c, trajectory: m, round: i, label: c.failure ? 'failure' : 'success', p_fail: 0.5, h_det: 0, h_reason: 0, tokens: 1, time_ms: 1 })),
+    })),
+  } as unknown as EpisodeResponse;
+}
+
+t.test('the report counts detection, per-round answers and latency', async (t) => {
+  const episode = (id: string, failure: boolean, explanation: string) => ({ id, task: 't', failure, explanation, failureMode: failure ? 'drop_in_transit' : 'success', media: { kind: 'video' as const, file: 'x' } });
+  const outcomes: EpisodeOutcome[] = [
+    // Round 0 says success (wrong), round 1 corrects it with a lower C.
+    { episode: episode('a', true, 'the box fell'), result: response([[{ failure: false, c: 0.6, explanation: 'fine' }], [{ failure: true, c: 0.2, explanation: 'the box fell' }]], 100) },
+    { episode: episode('b', false, 'placed in the tote'), result: response([[{ failure: false, c: 0.1, explanation: 'placed in the tote' }]], 300) },
+    { episode: episode('c', true, 'missed'), error: { code: 'corrupt_media', message: 'bad' } },
+  ];
+  const r = buildReport('set', outcomes, {});
+  t.equal(r.episodes, 3);
+  t.equal(r.analysed, 2);
+  t.same(r.errors, [{ id: 'c', code: 'corrupt_media', message: 'bad' }]);
+  t.equal(r.detection.accuracy, 1);
+  t.same(r.detection.confusion, { tp: 1, fp: 0, tn: 1, fn: 0 });
+  t.equal(r.rouge_l.mean, 1);
+  t.equal(r.rounds_used_mean, 1.5);
+  t.equal(r.per_round[0].accuracy, 0.5, 'with max_rounds 1 episode a would be wrong');
+  t.equal(r.per_round[1].accuracy, 1);
+  t.equal(r.per_round[1].round_only.episodes, 1);
+  t.same(r.latency_ms, { p50: 100, p95: 300, mean: 200 });
+  t.same(Object.keys(r.per_mode).sort(), ['drop_in_transit', 'success']);
+});
+
+t.test('armor-serve eval runs the committed small set through the engine', async (t) => {
+  const out = await mkdtemp(path.join(os.tmpdir(), 'armor-eval-test-'));
+  t.teardown(() => rm(out, { recursive: true, force: true }));
+  const data = path.join(FIXTURES, 'eval-small');
+  const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'src', 'cli.js'), 'eval', '--data', data, '--out', out], {
+    env: { ...process.env, ARMOR_INTRA_OP_THREADS: '1' },
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  t.equal(code, 0, stderr);
+  t.match(stdout, /detection accuracy \d\.\d{3}, failure precision .* ROUGE-L \d\.\d{3}/);
+  t.match(stderr, /\/\d+ episodes, accuracy so far/, 'progress is reported');
+  const report = JSON.parse(await readFile(path.join(out, 'eval-report.json'), 'utf8')) as {
+    episodes: number;
+    analysed: number;
+    errors: unknown[];
+    detection: { accuracy: number };
+    rouge_l: { mean: number };
+    per_round: { round: number }[];
+    per_episode: { predicted: string }[];
+  };
+  const manifest = (await readFile(path.join(data, 'manifest.jsonl'), 'utf8')).trim().split('\n');
+  t.equal(report.episodes, manifest.length);
+  t.equal(report.analysed, manifest.length, 'every episode analysed');
+  t.same(report.errors, []);
+  t.ok(report.detection.accuracy >= 0 && report.detection.accuracy <= 1);
+  t.ok(report.per_round.length >= 1);
+  t.equal(report.per_episode.length, manifest.length);
+  const markdown = await readFile(path.join(out, 'eval-report.md'), 'utf8');
+  t.match(markdown, /\| detection accuracy \| \d\.\d{3} \|/);
+  t.match(markdown, /## Per round/);
+});
