@@ -82,6 +82,8 @@ t.test('POST /v1/episodes', async (t) => {
     const detection = body.detection as { failure: boolean; probability: number };
     t.equal(detection.failure, detection.probability >= 0.5);
     t.equal(body.confidence, Math.max(detection.probability, 1 - detection.probability));
+    const timings = body.timings as Record<string, number>;
+    t.ok(timings.total_ms >= timings.media_ms + timings.engine_ms - 0.1, 'total covers media and engine');
     const stored = await fetch(`${base}/v1/episodes/${String(body.episode_id)}`);
     t.equal(stored.status, 200);
     t.same(((await stored.json()) as Json).detection, body.detection, 'GET /v1/episodes/:id returns the result');

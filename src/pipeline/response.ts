@@ -67,7 +67,8 @@ export function toResponse(
   const s = result.selected;
   const o = result.options;
   const timings: Record<string, number> = {};
-  for (const [k, v] of Object.entries({ ...extraTimings, ...result.timings })) timings[k] = ms(v);
+  // The pipeline's total (media + queue + engine) replaces the engine's own total.
+  for (const [k, v] of Object.entries({ ...result.timings, ...extraTimings })) timings[k] = ms(v);
   return {
     episode_id: meta.episode_id,
     cell_id: meta.cell_id,
