@@ -22,6 +22,7 @@ interface CodedError {
   statusCode?: number;
   message: string;
   details?: Record<string, unknown>;
+  diagnostics?: string;
   validation?: unknown;
 }
 
@@ -40,8 +41,10 @@ async function errorsPlugin(app: FastifyInstance): Promise<void> {
       request.log.error({ err }, 'request failed');
       return reply.code(500).send(errorBody('internal_error', 'internal server error'));
     }
-    if (status >= 500) request.log.warn({ code: raw, message: err.message }, 'request refused');
     const code = mapped ?? (ours ? raw : 'bad_request');
+    // ffmpeg's stderr tail (diagnostics) may hold temp paths: logs only, never the client.
+    const diagnostics = 'diagnostics' in err ? err.diagnostics : undefined;
+    request.log[status >= 500 ? 'warn' : 'info']({ code, status, message: err.message, diagnostics }, 'request refused');
     const details = 'details' in err && err.details ? err.details : undefined;
     return reply.code(status).send(errorBody(code, err.message, details));
   });
