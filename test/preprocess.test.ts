@@ -46,6 +46,42 @@ t.test('the sampler RNG is reproducible and uniform enough', async (t) => {
   t.ok(Math.abs(mean - 0.5) < 0.05, `mean ${mean}`);
 });
 
+/** The sampling rule of models/README.md written the plain way, to check the fast one against. */
+function plainTopP(logits: Float32Array, temperature: number, topP: number, u: number): number {
+  const max = Math.max(...logits);
+  const q = Array.from(logits, (l) => Math.exp((l - max) / temperature));
+  const sum = q.reduce((a, b) => a + b, 0);
+  const p = q.map((x) => x / sum);
+  const order = p.map((_, i) => i).sort((a, b) => p[b] - p[a] || a - b);
+  let kept = 0;
+  let mass = 0;
+  while (kept < order.length) {
+    mass += p[order[kept++]];
+    if (mass >= topP) break;
+  }
+  let cumulative = 0;
+  for (let k = 0; k < kept; k++) {
+    cumulative += p[order[k]];
+    if (cumulative > u * mass) return order[k];
+  }
+  return order[kept - 1];
+}
+
+t.test('fast top-p picks exactly what the plain rule picks, ties included', async (t) => {
+  const rng = Xoshiro128.forTrajectory(99, 0);
+  let mismatches = 0;
+  for (let trial = 0; trial < 400; trial++) {
+    const size = 5 + (trial % 60);
+    // Coarse logits make many exact ties.
+    const logits = new Float32Array(size).map(() => Math.round(rng.nextDouble() * 6) / 2);
+    const temperature = [0.5, 0.7, 1, 1.3][trial % 4];
+    const topP = [0.5, 0.9, 0.95, 1][(trial >> 2) % 4];
+    const u = rng.nextDouble();
+    if (sampleTopP(logits, 0, size, temperature, topP, u) !== plainTopP(logits, temperature, topP, u)) mismatches++;
+  }
+  t.equal(mismatches, 0);
+});
+
 t.test('top-p keeps the smallest head reaching top_p; entropy is in nats', async (t) => {
   const logits = new Float32Array([Math.log(0.5), Math.log(0.3), Math.log(0.2)]);
   t.equal(sampleTopP(logits, 0, 3, 1, 0.7, 0.99), 1, 'head {0, 1} renormalised: u=0.99 picks id 1');

@@ -36,21 +36,36 @@ export function sampleTopP(logits: Float32Array, offset: number, size: number, t
     sum += q[i];
   }
   for (let i = 0; i < size; i++) q[i] /= sum;
-  const order = Array.from({ length: size }, (_, i) => i).sort((a, b) => q[b] - q[a] || a - b);
+  // The rule walks ids by (q descending, id ascending). Walking the sorted values gives the
+  // same sums (tied ids have equal q), so only the chosen value's ties need ids: a native
+  // numeric sort instead of a comparator sort over the vocabulary (several times faster).
+  const sorted = q.slice().sort();
+  const at = (rank: number) => sorted[size - 1 - rank];
   let kept = 0;
   let mass = 0;
   while (kept < size) {
-    mass += q[order[kept]];
+    mass += at(kept);
     kept++;
     if (mass >= topP) break;
   }
   const target = u * mass;
   let cumulative = 0;
+  let rank = kept - 1;
   for (let k = 0; k < kept; k++) {
-    cumulative += q[order[k]];
-    if (cumulative > target) return order[k];
+    cumulative += at(k);
+    if (cumulative > target) {
+      rank = k;
+      break;
+    }
   }
-  return order[kept - 1];
+  const value = at(rank);
+  let tieIndex = rank;
+  while (tieIndex > 0 && at(tieIndex - 1) === value) tieIndex--;
+  let skip = rank - tieIndex;
+  for (let i = 0; i < size; i++) {
+    if (q[i] === value && skip-- === 0) return i;
+  }
+  return argmax(logits, offset, size);
 }
 
 /** Binary entropy in nats. */
