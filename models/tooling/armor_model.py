@@ -197,9 +197,7 @@ class Decoder(nn.Module):
         sin = torch.cat([c[i % 3] for i, c in enumerate(sin.split(self.sections, -1))], -1)
         return cos[:, None], sin[:, None]  # [B, 1, S, D]
 
-    def run_layers(self, inputs_embeds, attention_mask, position_ids, past: List[Tuple[torch.Tensor, torch.Tensor]]):
-        """Every position's hidden state after each layer, and the new KV cache. forward()
-        reduces these to the exported outputs; training (train.py) needs them all."""
+    def forward(self, inputs_embeds, attention_mask, position_ids, past: List[Tuple[torch.Tensor, torch.Tensor]]):
         s = inputs_embeds.shape[1]
         past_len = past[0][0].shape[2]
         total = attention_mask.shape[1]
@@ -214,11 +212,6 @@ class Decoder(nn.Module):
             x, k, v = layer(x, cos, sin, allowed, past[i][0], past[i][1])
             presents.append((k, v))
             hidden.append(x)
-        return x, presents, hidden
-
-    def forward(self, inputs_embeds, attention_mask, position_ids, past: List[Tuple[torch.Tensor, torch.Tensor]]):
-        past_len = past[0][0].shape[2]
-        x, presents, hidden = self.run_layers(inputs_embeds, attention_mask, position_ids, past)
         w = attention_mask[:, past_len:].to(inputs_embeds.dtype)[..., None]  # [B, S, 1]
         feats = torch.stack([(hidden[i - 1] * w).sum(1) for i in self.feature_layers], 1)
         logits = self.lm_head(self.norm(x[:, -1]))
