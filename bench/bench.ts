@@ -46,14 +46,16 @@ async function main(): Promise<void> {
     ['baseline (no reuse, no batching)', { prefixReuse: false, batching: false }],
   ];
   const options = defaultOptions(manifest.refinement);
-  const rows: { name: string; results: EngineResult[]; wallMs: number }[] = [];
-  for (const [name, switches] of variants) {
-    const engine = new ArmorEngine(bundle, switches);
-    await engine.run(episode, { ...options, seed: 999 }); // warm-up
-    const results: EngineResult[] = [];
-    const t0 = performance.now();
-    for (let i = 0; i < episodes; i++) results.push(await engine.run(episode, { ...options, seed: i }));
-    rows.push({ name, results, wallMs: performance.now() - t0 });
+  const engines = variants.map(([, switches]) => new ArmorEngine(bundle, switches));
+  const rows = variants.map(([name]) => ({ name, results: [] as EngineResult[], wallMs: 0 }));
+  for (const engine of engines) await engine.run(episode, { ...options, seed: 999 }); // warm-up
+  // Alternate the engines episode by episode so JIT warm-up and machine load hit both alike.
+  for (let i = 0; i < episodes; i++) {
+    for (const [v, engine] of engines.entries()) {
+      const t0 = performance.now();
+      rows[v].results.push(await engine.run(episode, { ...options, seed: i }));
+      rows[v].wallMs += performance.now() - t0;
+    }
   }
 
   console.log(`bundle ${manifest.name} ${manifest.version} | provider ${bundle.provider} | intra-op threads ${config.intraOpThreads}`);
