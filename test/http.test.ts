@@ -154,6 +154,7 @@ t.test('POST /v1/episodes', async (t) => {
       ['one view only', post({ views: [await fixture('view-1.jpg')], task }), 400, 'invalid_views'],
       ['a view that is not an image', post({ views: [await fixture('view-1.jpg'), await fixture('not-video.mp4')], task }), 415, 'unsupported_media'],
       ['bad episode id', post({ video, task, episode_id: '../etc/passwd' }), 400, 'invalid_episode_id'],
+      ['ten views', post({ views: Array.from({ length: 10 }, () => new Blob([new Uint8Array([0xff, 0xd8, 0xff, 0xe0])])), task }), 400, 'too_many_files'],
     ];
     for (const [name, pending, status, code] of cases) {
       const { status: got, body } = await pending;
@@ -162,6 +163,20 @@ t.test('POST /v1/episodes', async (t) => {
       t.type(body.error?.message, 'string');
       t.notMatch(JSON.stringify(body), /at .*\.js:\d+/, `${name}: no stack trace`);
     }
+    const duplicate = new FormData();
+    duplicate.append('video', video, 'clip.mp4');
+    duplicate.append('task', 'first');
+    duplicate.append('task', 'second');
+    const dup = await fetch(`${base}/v1/episodes`, { method: 'POST', body: duplicate });
+    t.equal(dup.status, 400);
+    t.equal(((await dup.json()) as Json).error?.code, 'duplicate_field', 'a field given twice is refused, not overwritten');
+    const cut = await fetch(`${base}/v1/episodes`, {
+      method: 'POST',
+      headers: { 'content-type': 'multipart/form-data; boundary=XYZ' },
+      body: '--XYZ\r\nContent-Disposition: form-data; name="task"\r\n\r\npick\r\n--XYZ\r\nContent-Disposition: form-data; name="video"; filename="a.mp4"\r\n\r\nabc',
+    });
+    t.equal(cut.status, 400);
+    t.equal(((await cut.json()) as Json).error?.code, 'invalid_multipart', 'a body cut before its closing boundary');
     const notMultipart = await fetch(`${base}/v1/episodes`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
     t.equal(notMultipart.status, 415);
     t.equal(((await notMultipart.json()) as Json).error?.code, 'unsupported_content_type');
@@ -175,6 +190,8 @@ t.test('POST /v1/episodes', async (t) => {
     const metrics = await (await fetch(`${base}/metrics`)).text();
     t.match(metrics, /armor_episodes_total\{cell="cell-7",result="(failure|success)"\} 1/);
     t.match(metrics, /armor_episode_errors_total\{code="media_too_long"\} 1/);
+    t.match(metrics, /armor_episode_errors_total\{code="payload_too_large"\} 1/);
+    t.notMatch(metrics, /armor_episode_errors_total\{code="internal_error"\}/, 'no client error is counted as internal');
     t.match(metrics, /armor_stage_duration_seconds_bucket\{le="[^"]+",stage="vision"\}/);
     t.match(metrics, /armor_queue_depth 0/);
     const spec = await (await fetch(`${base}/openapi.yaml`)).text();

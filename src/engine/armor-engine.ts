@@ -91,7 +91,8 @@ export class ArmorEngine {
     let stopReason: StopReason = 'max_rounds';
     let best = Infinity;
     for (let round = 0; round < options.maxRounds; round++) {
-      if (round > 0 && options.deadline !== undefined && Date.now() >= options.deadline) {
+      if (options.deadline !== undefined && Date.now() >= options.deadline) {
+        if (round === 0) throw new DeadlineError();
         stopReason = 'deadline';
         break;
       }

@@ -75,6 +75,12 @@ export class EnginePool {
     return this.slots.filter((s) => s.job).length;
   }
 
+  /** Whether a new episode would be taken now (an idle worker or room in the queue). */
+  get hasCapacity(): boolean {
+    if (this.closing || this.slots.length === 0) return false;
+    return this.slots.some((s) => !s.job) || this.queue.length < this.options.maxQueue;
+  }
+
   get size(): number {
     return this.slots.length;
   }
@@ -117,25 +123,52 @@ export class EnginePool {
       else job.reject(revive(msg.error));
       this.dispatch();
     });
+    // Without an 'error' listener an uncaught exception in a worker would take the whole
+    // process down; with one, 'exit' follows and the worker is replaced.
+    let crash: Error | undefined;
+    slot.worker.on('error', (err) => {
+      crash = err;
+    });
     slot.worker.on('exit', (code) => {
       const index = this.slots.indexOf(slot);
       if (index >= 0) this.slots.splice(index, 1);
-      const err = new PipelineError('engine_crashed', `engine worker exited with code ${code}`, 500);
+      if (this.closing) {
+        slot.job?.reject(new PipelineError('shutting_down', 'the server is shutting down', 503));
+        return;
+      }
+      const err = new PipelineError('engine_crashed', `engine worker exited with code ${code}${crash ? `: ${crash.message}` : ''}`, 500);
       slot.job?.reject(err);
-      if (this.closing) return;
       this.onWorkerExit(err);
-      this.spawn().then(
-        (fresh) => {
-          this.slots.push(fresh);
-          this.dispatch();
-        },
-        (e: Error) => this.onWorkerExit(e),
-      );
+      this.respawn(1);
     });
+  }
+
+  private respawn(attempt: number): void {
+    if (this.closing) return;
+    this.spawn().then(
+      (fresh) => {
+        if (this.closing) {
+          void fresh.worker.terminate();
+          return;
+        }
+        this.slots.push(fresh);
+        this.dispatch();
+      },
+      (e: Error) => {
+        this.onWorkerExit(e);
+        // Back off, up to a minute between attempts; queued jobs fail fast meanwhile (run()).
+        setTimeout(() => this.respawn(attempt + 1), Math.min(60000, 1000 * 2 ** attempt)).unref();
+      },
+    );
   }
 
   run(input: EpisodeInput, options: RefinementOptions, signal?: AbortSignal): Promise<EngineResult & { queueMs: number }> {
     if (this.closing) return Promise.reject(new PipelineError('shutting_down', 'the server is shutting down', 503));
+    if (this.slots.length === 0) return Promise.reject(new PipelineError('no_engine_workers', 'no engine worker is running; retry later', 503));
+    const { rgb, count, height, width } = input.frames;
+    if (rgb.length !== count * height * width * 3) {
+      return Promise.reject(new Error(`frame buffer holds ${rgb.length} bytes, expected ${count}x${height}x${width}x3`));
+    }
     const idle = this.slots.some((s) => !s.job);
     if (!idle && this.queue.length >= this.options.maxQueue) {
       return Promise.reject(new PipelineError('queue_full', `all ${this.slots.length} engine workers are busy and ${this.queue.length} episodes are queued`, 503));

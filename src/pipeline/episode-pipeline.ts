@@ -39,6 +39,13 @@ export class EpisodePipeline {
     return this.pool.status.provider;
   }
 
+  /** Refuses early, before any upload is decoded, when the engine queue is full. */
+  checkCapacity(): void {
+    if (!this.pool.hasCapacity) {
+      throw new PipelineError('queue_full', 'all engine workers are busy and the queue is full; retry later', 503);
+    }
+  }
+
   checkTask(task: string): string {
     const trimmed = task.trim();
     if (trimmed.length === 0) throw new PipelineError('missing_task', 'task is required and must not be blank', 400);
@@ -51,6 +58,7 @@ export class EpisodePipeline {
   async analyze(req: EpisodeRequest): Promise<EpisodeResponse> {
     const started = performance.now();
     const task = this.checkTask(req.task);
+    this.checkCapacity();
     const options = resolveOptions(req.options ?? {}, this.manifest.refinement, this.config.caps);
     const deadline = Date.now() + this.config.requestTimeoutMs;
     const { input, meta, mediaMs } = await this.loadMedia(req.media, task, req.signal);

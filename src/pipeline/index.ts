@@ -9,6 +9,7 @@ import { EpisodePipeline } from './episode-pipeline.js';
 export { EpisodePipeline } from './episode-pipeline.js';
 export type { EpisodeMedia, EpisodeRequest } from './episode-pipeline.js';
 export { PipelineError } from './errors.js';
+export { sniffMedia } from '../media/index.js';
 export { parseRequestOptions, type RequestOptions } from './options.js';
 export type { EpisodeResponse } from './response.js';
 
@@ -38,6 +39,7 @@ export async function startRuntime(
     workers: config.workers,
     maxQueue: config.maxQueue,
   });
+  pool.onWorkerExit = (err) => log.warn({ err: err.message }, 'engine worker exited; starting a new one');
   for (const attempt of pool.status.fallbacks) log.warn(attempt, `execution provider ${attempt.provider} could not start; fell back`);
   log.info({ provider: pool.status.provider, workers: pool.size }, 'engine workers ready');
   const pipeline = new EpisodePipeline(config, bundle.manifest, pool, tools);

@@ -6,8 +6,7 @@ import { mkdir, mkdtemp, open, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { FastifyRequest } from 'fastify';
-import { sniffMedia } from '../media/index.js';
-import { PipelineError, type EpisodeMedia } from '../pipeline/index.js';
+import { PipelineError, sniffMedia, type EpisodeMedia } from '../pipeline/index.js';
 
 export interface IngestedEpisode {
   media: EpisodeMedia;
@@ -46,6 +45,7 @@ async function readParts(request: FastifyRequest, dir: string): Promise<Ingested
     if (part.type === 'field') {
       if (!FIELDS.has(name)) throw bad('unknown_field', `unknown field ${part.fieldname}; expected video, views, ${[...FIELDS].join(', ')}`);
       if (part.valueTruncated) throw bad('field_too_large', `field ${name} is too large`);
+      if (name in fields) throw bad('duplicate_field', `field ${name} is given more than once`);
       fields[name as keyof IngestedEpisode['fields']] = String(part.value);
       continue;
     }
@@ -104,7 +104,16 @@ export async function withIngest<T>(request: FastifyRequest, tmpRoot: string, wo
   await mkdir(tmpRoot, { recursive: true });
   const dir = await mkdtemp(path.join(tmpRoot, 'episode-'));
   try {
-    return await work(await readParts(request, dir));
+    let episode: IngestedEpisode;
+    try {
+      episode = await readParts(request, dir);
+    } catch (err) {
+      // Parser errors without a status (cut bodies, no boundary) are the client's, not ours.
+      if ((err as { statusCode?: number }).statusCode) throw err;
+      if (request.raw.readableAborted) throw bad('client_closed', 'the client closed the connection during the upload', 499);
+      throw bad('invalid_multipart', `the multipart body cannot be read: ${(err as Error).message}`);
+    }
+    return await work(episode);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -1,7 +1,7 @@
 // POST /v1/episodes (synchronous analysis) and GET /v1/episodes/:id (a recent result).
 import type { FastifyInstance } from 'fastify';
 import { parseRequestOptions, type EpisodeResponse } from '../../pipeline/index.js';
-import { errorBody } from '../plugins/app/errors.js';
+import { apiErrorCode, errorBody } from '../plugins/app/errors.js';
 import { EpisodeParams, EpisodeResult } from '../schemas/episode.js';
 import { ErrorBody } from '../schemas/errors.js';
 import { withIngest } from '../ingest.js';
@@ -30,6 +30,8 @@ export default async function episodeRoutes(app: FastifyInstance): Promise<void>
       };
       reply.raw.once('close', onClose);
       try {
+        // Shed load before reading (and decoding) an upload the engine could not take.
+        pipeline.checkCapacity();
         const result = await withIngest(request, config.tmpDir, async ({ media, fields }) => {
           const options = parseRequestOptions(fields.options, config.caps);
           if (fields.episode_id && recent.has(fields.episode_id)) {
@@ -54,8 +56,7 @@ export default async function episodeRoutes(app: FastifyInstance): Promise<void>
         );
         return result;
       } catch (err) {
-        const code = (err as { code?: unknown }).code;
-        metrics.observeError(typeof code === 'string' && /^[a-z_]+$/.test(code) ? code : 'internal_error');
+        metrics.observeError(apiErrorCode(err as { code?: unknown; statusCode?: number }));
         throw err;
       } finally {
         reply.raw.off('close', onClose);

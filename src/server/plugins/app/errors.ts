@@ -26,22 +26,32 @@ interface CodedError {
   validation?: unknown;
 }
 
+/** Limits on the number of parts are about the request's shape: 400, not 413. */
+const FORCE_400 = new Set(['too_many_files', 'too_many_parts', 'too_many_fields']);
+
+/** The API code an error is answered with (also the label of armor_episode_errors_total). */
+export function apiErrorCode(err: { code?: unknown; statusCode?: number }): string {
+  const raw = typeof err.code === 'string' ? err.code : '';
+  const status = err.statusCode ?? 500;
+  const ours = /^[a-z][a-z0-9_]*$/.test(raw);
+  if (status >= 500 && !ours) return 'internal_error';
+  return FASTIFY_CODES[raw] ?? (ours ? raw : 'bad_request');
+}
+
 export function errorBody(code: string, message: string, details?: Record<string, unknown>) {
   return { error: details ? { code, message, details } : { code, message } };
 }
 
 async function errorsPlugin(app: FastifyInstance): Promise<void> {
   app.setErrorHandler((err: FastifyError | CodedError, request, reply) => {
-    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
-    const raw = err.code ?? '';
-    const mapped = FASTIFY_CODES[raw];
-    // Our own errors use lower_snake codes; anything else is internal and stays hidden.
-    const ours = /^[a-z][a-z0-9_]*$/.test(raw);
-    if (status >= 500 && !ours) {
+    let status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
+    // Our own errors use lower_snake codes; anything else that is a 5xx is internal and stays hidden.
+    const code = apiErrorCode({ code: err.code, statusCode: status });
+    if (code === 'internal_error') {
       request.log.error({ err }, 'request failed');
       return reply.code(500).send(errorBody('internal_error', 'internal server error'));
     }
-    const code = mapped ?? (ours ? raw : 'bad_request');
+    if (FORCE_400.has(code)) status = 400;
     // ffmpeg's stderr tail (diagnostics) may hold temp paths: logs only, never the client.
     const diagnostics = 'diagnostics' in err ? err.diagnostics : undefined;
     request.log[status >= 500 ? 'warn' : 'info']({ code, status, message: err.message, diagnostics }, 'request refused');
