@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { Config } from '../config.js';
 import { composeTiles, decodeImage, decodeVideoFrames, probeVideo, type FfmpegTools } from '../media/index.js';
 import type { ArmorManifest } from '../runtime/manifest.js';
+import type { ArmorTokenizer } from '../runtime/tokenizer.js';
 import { targetSize, videoFrameCount, type RgbFrames } from '../runtime/preprocess.js';
 import type { EpisodeInput } from '../engine/types.js';
 import type { EnginePool } from './engine-pool.js';
@@ -27,12 +28,14 @@ export class EpisodePipeline {
   private readonly config: Config;
   private readonly pool: EnginePool;
   private readonly tools: FfmpegTools;
+  private readonly tokenizer: ArmorTokenizer;
 
-  constructor(config: Config, manifest: ArmorManifest, pool: EnginePool, tools: FfmpegTools) {
+  constructor(config: Config, manifest: ArmorManifest, pool: EnginePool, tools: FfmpegTools, tokenizer: ArmorTokenizer) {
     this.config = config;
     this.manifest = manifest;
     this.pool = pool;
     this.tools = tools;
+    this.tokenizer = tokenizer;
   }
 
   get provider(): string {
@@ -52,6 +55,9 @@ export class EpisodePipeline {
     if (trimmed.length > this.config.maxTaskChars) {
       throw new PipelineError('task_too_long', `task has ${trimmed.length} characters; the limit is ${this.config.maxTaskChars}`, 400);
     }
+    // Checked here too (the engine checks again) so a bad task costs no decode or queue slot.
+    const special = this.tokenizer.findSpecialLiteral(trimmed);
+    if (special) throw new PipelineError('invalid_task', `the task text contains the reserved token ${special}`, 400);
     return trimmed;
   }
 

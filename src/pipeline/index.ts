@@ -1,5 +1,7 @@
 // Starting and stopping everything below HTTP: ffmpeg, the bundle (verified once), the pool.
+import path from 'node:path';
 import type { Config } from '../config.js';
+import { ArmorTokenizer } from '../runtime/tokenizer.js';
 import { resolveFfmpeg, type FfmpegTools } from '../media/index.js';
 import { verifyBundle, type VerifiedBundle } from '../runtime/bundle.js';
 import type { EngineSwitches } from '../engine/armor-engine.js';
@@ -42,6 +44,7 @@ export async function startRuntime(
   pool.onWorkerExit = (err) => log.warn({ err: err.message }, 'engine worker exited; starting a new one');
   for (const attempt of pool.status.fallbacks) log.warn(attempt, `execution provider ${attempt.provider} could not start; fell back`);
   log.info({ provider: pool.status.provider, workers: pool.size }, 'engine workers ready');
-  const pipeline = new EpisodePipeline(config, bundle.manifest, pool, tools);
+  const tokenizer = await ArmorTokenizer.load(path.join(bundle.dir, 'tokenizer.json'), bundle.manifest);
+  const pipeline = new EpisodePipeline(config, bundle.manifest, pool, tools, tokenizer);
   return { pipeline, pool, tools, bundle, close: () => pool.close() };
 }
