@@ -80,6 +80,15 @@ class VisionEncoder(nn.Module):
         # A Conv3d whose stride equals its kernel is a matmul over flattened patches;
         # pixel_values rows are already those flattened patches (C, tp, ps, ps order).
         self.patch_embed = nn.Linear(in_dim, hidden, bias=False)
+        # Optional (config vision.abs_pos_size > 0; not in Qwen2.5-VL): learned absolute
+        # row / column embeddings added to the patch embeddings, indices clamped to the
+        # table. A from-scratch toy encoder with only relative (rotary) positions cannot
+        # tell "item inside the destination tote" from "item on the floor" without first
+        # learning relational attention, which its training budget does not allow.
+        self.abs_pos = int(cfg.get("abs_pos_size", 0) or 0)
+        if self.abs_pos:
+            self.pos_row = nn.Embedding(self.abs_pos, hidden)
+            self.pos_col = nn.Embedding(self.abs_pos, hidden)
         # Qwen2.5-VL: rotary over head_dim/2 channels, half from the row, half from the column.
         rot_dim = hidden // heads // 2
         inv = 1.0 / (10000.0 ** (torch.arange(0, rot_dim, 2, dtype=torch.float32) / rot_dim))
@@ -113,6 +122,8 @@ class VisionEncoder(nn.Module):
         # full attention inside one temporal patch group, none across groups
         allowed = group[:, None] == group[None, :]
         x = self.patch_embed(pixel_values)
+        if self.abs_pos:
+            x = x + self.pos_row(row.clamp(max=self.abs_pos - 1)) + self.pos_col(col.clamp(max=self.abs_pos - 1))
         for blk in self.blocks:
             x = blk(x, cos, sin, allowed)
         x = self.ln_q(x).reshape(-1, self.mlp0.in_features)  # 4 consecutive rows = one merge block
@@ -197,7 +208,15 @@ class Decoder(nn.Module):
         sin = torch.cat([c[i % 3] for i, c in enumerate(sin.split(self.sections, -1))], -1)
         return cos[:, None], sin[:, None]  # [B, 1, S, D]
 
-    def forward(self, inputs_embeds, attention_mask, position_ids, past: List[Tuple[torch.Tensor, torch.Tensor]]):
+    def run_layers(self, inputs_embeds, attention_mask, position_ids, past: List[Tuple[torch.Tensor, torch.Tensor]]):
+        """Every position's hidden state after each layer, and the new KV cache. forward()
+        reduces these to the exported outputs; training (train.py) needs them all."""
+        x, presents, hidden, _ = self._layers(inputs_embeds, attention_mask, position_ids, past)
+        return x, presents, hidden
+
+    def _layers(self, inputs_embeds, attention_mask, position_ids, past: List[Tuple[torch.Tensor, torch.Tensor]]):
+        # Returns past_len too, so forward() traces exactly the ops (and op order) it always
+        # has: the committed graphs stay byte-identical.
         s = inputs_embeds.shape[1]
         past_len = past[0][0].shape[2]
         total = attention_mask.shape[1]
@@ -212,6 +231,10 @@ class Decoder(nn.Module):
             x, k, v = layer(x, cos, sin, allowed, past[i][0], past[i][1])
             presents.append((k, v))
             hidden.append(x)
+        return x, presents, hidden, past_len
+
+    def forward(self, inputs_embeds, attention_mask, position_ids, past: List[Tuple[torch.Tensor, torch.Tensor]]):
+        x, presents, hidden, past_len = self._layers(inputs_embeds, attention_mask, position_ids, past)
         w = attention_mask[:, past_len:].to(inputs_embeds.dtype)[..., None]  # [B, S, 1]
         feats = torch.stack([(hidden[i - 1] * w).sum(1) for i in self.feature_layers], 1)
         logits = self.lm_head(self.norm(x[:, -1]))

@@ -3,7 +3,13 @@
 
     /usr/bin/python3 models/tooling/build.py                      # armor-tiny + test/golden
     /usr/bin/python3 models/tooling/build.py --config models/configs/qwen2.5-vl-7b-2layer.json \\
-        --out /tmp/armor-7b --no-golden
+        --out /tmp/armor-7b --no-golden                             # seeded random init
+    /usr/bin/python3 models/tooling/build.py --config models/configs/armor-tiny-train.json \\
+        --weights CKPT.pt                                           # export trained weights
+
+models/tooling/make_default_model.sh (experimental) generates episodes, trains
+(train.py writes the state_dict) and calls this script with --weights. A config with a
+"train" section refuses to build from a random init unless --untrained is given.
 
 Same config + same seed => byte-identical files (see models/README.md, *Model tooling*).
 """
@@ -92,6 +98,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="models/armor-tiny", help="bundle directory")
     ap.add_argument("--golden", default="test/golden", help="golden-vector directory")
     ap.add_argument("--no-golden", action="store_true", help="skip the golden vectors")
+    ap.add_argument("--weights", help="state_dict written by train.py (else: seeded random init)")
+    ap.add_argument("--untrained", action="store_true", help="build a random init even if the config is trained")
     a = ap.parse_args(argv)
     t0 = time.time()
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -107,7 +115,14 @@ def main(argv=None) -> int:
           f"vocab_size {manifest['architecture']['text']['vocab_size']}", flush=True)
 
     model = Armor(manifest["architecture"], manifest["preprocessing"])
-    model.init_weights(a.seed, cfg.get("init", {}), manifest["tokens"]["eos"])
+    if a.weights:
+        model.load_state_dict(torch.load(rel(a.weights), map_location="cpu"))
+        print(f"weights: {a.weights}", flush=True)
+    elif "train" in cfg and not a.untrained:
+        raise SystemExit(f"{a.config} describes a trained model: pass --weights (see "
+                         "models/tooling/make_default_model.sh) or --untrained")
+    else:
+        model.init_weights(a.seed, cfg.get("init", {}), manifest["tokens"]["eos"])
     model.eval()
     counts = {"vision_encoder": count_params(model.vision), "embed_tokens": count_params(model.embed),
               "decoder_model_merged": count_params(model.decoder), "detection_head": count_params(model.head)}

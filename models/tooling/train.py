@@ -1,0 +1,723 @@
+#!/usr/bin/python3
+"""Train armor-tiny the way the ARMOR paper trains ARMOR, at toy scale, on CPU.
+
+    /usr/bin/python3 models/tooling/train.py --train DIR --heldout DIR --out CKPT_DIR \\
+        [--config models/configs/armor-tiny-train.json] [--variants armor,mtl,sft]
+
+DIR is a directory written by models/data/generate_episodes.py (manifest.jsonl + media).
+Writes CKPT_DIR/<variant>.pt (a state_dict of models/tooling/armor_model.Armor, so that
+build.py --weights exports it unchanged) and CKPT_DIR/train-report.json (hyperparameters,
+data sizes, per-epoch losses, timings and the held-out metrics of every variant).
+
+Variants (all trained on the same episodes, same order, same optimiser and schedule):
+  armor  ARMOR: multi-task head (BCE on every episode, NTP only where an explanation
+         exists), offline imitation on expert histories with random masking, then online
+         refinement on the model's own T=3-round rollouts.
+  mtl    baseline "multi-task head without refinement": round 0 only (no history), same
+         losses; evaluated at round 0 only.
+  sft    baseline SFT-S+D: one round, no head; the LM generates "failure: <explanation>" /
+         "success: <explanation>" for dense episodes and just the label word for sparse
+         ones; detection is parsed from the generated text.
+
+Everything the server sees is seen here: clips are decoded by the same ffmpeg commands as
+the media layer (media.py), pixel values are normalised/patchified as models/README.md
+says (bit-identical to reference.preprocess), and prompts, positions and feature means
+are the bundle's (reference.Prompter, rope_index, prefix/suffix feature sums). Decoded
+frames are cached next to the manifest so epochs and reruns do not call ffmpeg again.
+
+Determinism: a seed fixes the init, the data order, the masking draws and the rollout
+sampling; torch runs on CPU with a fixed thread count. See models/armor-tiny/REPORT.md
+for what was checked.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import pickle
+import re
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, List, Optional, Sequence
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from armor_model import Armor, count_params, rotate_half  # noqa: E402
+from build import build_tokenizer, make_manifest  # noqa: E402
+from media import load_episode_frames  # noqa: E402
+from reference import Prompter, preprocess, rope_index  # noqa: E402
+
+
+def rel(p: str) -> str:
+    return p if os.path.isabs(p) else os.path.join(ROOT, p)
+
+
+def log(*a) -> None:
+    print(time.strftime("%H:%M:%S"), *a, flush=True)
+
+
+# =========================================================================== data
+
+class Episode:
+    """One labelled episode, decoded once, with its prompt prefix precomputed."""
+
+    __slots__ = ("id", "kind", "frames", "sample_fps", "task", "label", "mode", "explanation", "dense",
+                 "grid", "n_vision", "prefix", "vstart", "ppos", "next_pos", "expl_ids")
+
+
+def _cache_key(manifest_path: str, prep: Dict) -> str:
+    h = hashlib.sha256()
+    with open(manifest_path, "rb") as f:
+        h.update(f.read())
+    h.update(json.dumps(prep, sort_keys=True).encode())
+    h.update(b"media.py v1")
+    return h.hexdigest()[:16]
+
+
+def load_frames(data_dir: str, prep: Dict, jobs: int = 3) -> List[Dict]:
+    """Decode every episode with the server's ffmpeg commands; cached per (manifest, preprocessing)."""
+    mpath = os.path.join(data_dir, "manifest.jsonl")
+    cache = os.path.join(data_dir, f".armor-frames-{_cache_key(mpath, prep)}.pkl")
+    if os.path.exists(cache):
+        with open(cache, "rb") as f:
+            return pickle.load(f)
+    with open(mpath) as f:
+        recs = [json.loads(line) for line in f if line.strip()]
+    t0 = time.time()
+
+    def one(rec):
+        kind, frames, fps = load_episode_frames(rec, data_dir, prep)
+        return dict(rec=rec, kind=kind, frames=frames, sample_fps=fps)
+
+    # ffmpeg runs in subprocesses, so threads overlap them without the GIL in the way
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        out = list(pool.map(one, recs))
+    log(f"decoded {len(out)} episodes from {data_dir} in {time.time() - t0:.0f}s")
+    with open(cache + ".tmp", "wb") as f:
+        pickle.dump(out, f, protocol=4)
+    os.replace(cache + ".tmp", cache)
+    return out
+
+
+def make_episodes(raw: List[Dict], manifest: Dict, prompter: Prompter) -> List[Episode]:
+    prep = manifest["preprocessing"]
+    ps, tp, m = prep["patch_size"], prep["temporal_patch_size"], prep["merge_size"]
+    eps = []
+    for r in raw:
+        rec = r["rec"]
+        e = Episode()
+        e.id, e.kind, e.frames, e.sample_fps = rec["id"], r["kind"], r["frames"], r["sample_fps"]
+        e.task = rec["task"]
+        e.label = 1 if rec["label"] == "failure" else 0  # labels.names = [success, failure]
+        e.mode = rec.get("failure_mode", rec["label"])
+        e.explanation = rec.get("explanation") or ""
+        e.dense = bool(rec.get("dense")) and bool(e.explanation)
+        t, h, w = e.frames.shape[:3]
+        t_eff = tp if e.kind == "image" else t
+        e.grid = (t_eff // tp, h // ps, w // ps)
+        e.n_vision = e.grid[0] * e.grid[1] * e.grid[2] // (m * m)
+        e.prefix, e.vstart = prompter.prefix(e.kind, e.n_vision, e.task)
+        spgt = tp / e.sample_fps if e.kind == "video" else 0.0
+        e.ppos = rope_index(e.vstart, len(e.prefix) - e.vstart - e.n_vision, e.grid, m, spgt,
+                            prep["tokens_per_second"])
+        e.next_pos = max(max(p) for p in e.ppos) + 1
+        e.expl_ids = prompter.tok.encode(e.explanation) if e.explanation else []
+        eps.append(e)
+    return eps
+
+
+class PixelMaker:
+    """models/README.md Preprocessing steps 4-5. The normalised value of a byte depends
+    only on (byte, channel), so a 256 x 3 table computed in float64 exactly as
+    reference.preprocess does ((v / 255 - mean) / std, then float32) gives bit-identical
+    pixel values (checked at start-up) for the price of a gather."""
+
+    def __init__(self, prep: Dict):
+        self.prep = prep
+        v = np.arange(256, dtype=np.float64)[:, None]
+        lut = (v / 255.0 - np.array(prep["image_mean"], np.float64)) / np.array(prep["image_std"], np.float64)
+        self.lut = torch.from_numpy(lut.astype(np.float32))  # [256, 3]
+
+    def __call__(self, e: Episode) -> torch.Tensor:
+        p = self.prep
+        ps, tp, m = p["patch_size"], p["temporal_patch_size"], p["merge_size"]
+        f = torch.from_numpy(np.ascontiguousarray(e.frames)).to(torch.int64)  # T, h, w, C
+        x = torch.gather(self.lut.expand(f.shape[0], f.shape[1], 256, 3), 2, f)  # per-channel lookup
+        x = x.permute(0, 3, 1, 2)  # T, C, h, w
+        if e.kind == "image":
+            x = x.repeat(tp, 1, 1, 1)
+        gt, gh, gw = e.grid
+        c = x.shape[1]
+        x = x.reshape(gt, tp, c, gh // m, m, ps, gw // m, m, ps).permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
+        return x.reshape(gt * gh * gw, c * tp * ps * ps).contiguous()
+
+
+# =========================================================================== model passes
+
+def vision_batched(enc, pixel_values: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
+    """VisionEncoder.forward for many temporal patch groups of one (grid_h, grid_w) at
+    once. The exported encoder attends within one group only (a block mask over all
+    rows); for training, the groups become a batch dimension instead, so the cost is
+    G * slab^2 rather than (G * slab)^2. Same parameters, same operations per group;
+    checked against enc() at start-up (check_vision)."""
+    slab = gh * gw
+    G = pixel_values.shape[0] // slab
+    grid = torch.tensor([[1, gh, gw]], dtype=torch.int64)
+    row, col, _ = enc.positions(pixel_values[:slab], grid)
+    freqs = torch.cat((row.float()[:, None] * enc.inv_freq, col.float()[:, None] * enc.inv_freq), -1)
+    emb = torch.cat((freqs, freqs), -1)
+    cos, sin = emb.cos(), emb.sin()  # [slab, d]
+    x = enc.patch_embed(pixel_values)
+    if enc.abs_pos:
+        rr, cc = row.repeat(G), col.repeat(G)
+        x = x + enc.pos_row(rr.clamp(max=enc.abs_pos - 1)) + enc.pos_col(cc.clamp(max=enc.abs_pos - 1))
+    x = x.reshape(G, slab, -1)
+    for blk in enc.blocks:
+        hd, nh = blk.head_dim, blk.heads
+        qkv = blk.qkv(blk.norm1(x)).reshape(G, slab, 3, nh, hd).permute(2, 0, 3, 1, 4)  # 3,G,nh,slab,hd
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        att = (torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(hd)).softmax(-1)
+        a = torch.matmul(att, v).permute(0, 2, 1, 3).reshape(G, slab, nh * hd)
+        x = x + blk.proj(a)
+        h = blk.norm2(x)
+        x = x + blk.down_proj(F.silu(blk.gate_proj(h)) * blk.up_proj(h))
+    x = enc.ln_q(x.reshape(G * slab, -1)).reshape(-1, enc.mlp0.in_features)
+    return enc.mlp2(F.gelu(enc.mlp0(x)))
+
+
+@torch.no_grad()
+def check_vision(enc, pm: "PixelMaker", e: "Episode") -> float:
+    pv = pm(e)
+    ref = enc(pv, torch.tensor([list(e.grid)], dtype=torch.int64))
+    got = vision_batched(enc, pv, e.grid[1], e.grid[2])
+    return float((ref - got).abs().max() / ref.abs().max())
+
+
+class Prefix:
+    """The shared prefix of a batch of episodes: KV cache, feature sums, counts."""
+
+    def __init__(self, presents, fsum, n, mask, next_pos):
+        self.presents, self.fsum, self.n, self.mask, self.next_pos = presents, fsum, n, mask, next_pos
+
+    def detached(self) -> "Prefix":
+        return Prefix([(k.detach(), v.detach()) for k, v in self.presents], self.fsum.detach(), self.n,
+                      self.mask, self.next_pos)
+
+
+class Runner:
+    def __init__(self, model: Armor, manifest: Dict, prompter: Prompter):
+        self.model, self.manifest, self.prompter = model, manifest, prompter
+        t = manifest["tokens"]
+        self.pad, self.eos = t["pad"], set(t["eos"])
+        self.eos_id = manifest["tokens"]["eos"][0]  # im_end: what an explanation ends with
+        self.pix = PixelMaker(manifest["preprocessing"])
+        self.flayers = manifest["architecture"]["head"]["feature_layers"]
+        arch = manifest["architecture"]["text"]
+        self.KV, self.D, self.L = arch["num_key_value_heads"], arch["head_dim"], arch["num_layers"]
+
+    def features(self, hidden: List[torch.Tensor], w: torch.Tensor) -> torch.Tensor:
+        """[B, F, H] mask-weighted sums of the feature layers (armor_features)."""
+        return torch.stack([(hidden[i - 1] * w[..., None]).sum(1) for i in self.flayers], 1)
+
+    def prefix(self, eps: Sequence[Episode]) -> Prefix:
+        model = self.model
+        B = len(eps)
+        # Vision: all temporal patch groups of the same (grid_h, grid_w) in one batched call
+        groups: Dict = {}
+        for i, e in enumerate(eps):
+            groups.setdefault((e.grid[1], e.grid[2]), []).append(i)
+        vis: List[Optional[torch.Tensor]] = [None] * B
+        for (gh, gw), idx in groups.items():
+            pv = torch.cat([self.pix(eps[i]) for i in idx])
+            out = vision_batched(model.vision, pv, gh, gw)
+            for i, chunk in zip(idx, out.split([eps[i].n_vision for i in idx])):
+                vis[i] = chunk
+        # Text: prefixes left-padded (mask 0), as the decoder graph allows.
+        Lp = max(len(e.prefix) for e in eps)
+        ids = torch.full((B, Lp), self.pad, dtype=torch.int64)
+        mask = torch.zeros(B, Lp, dtype=torch.int64)
+        pos = torch.ones(3, B, Lp, dtype=torch.int64)
+        flat_idx = []
+        for b, e in enumerate(eps):
+            off = Lp - len(e.prefix)
+            ids[b, off:] = torch.tensor(e.prefix)
+            mask[b, off:] = 1
+            pos[:, b, off:] = torch.tensor(e.ppos)
+            flat_idx.append(torch.arange(off + e.vstart, off + e.vstart + e.n_vision) + b * Lp)
+        emb = model.embed(ids)
+        H = emb.shape[-1]
+        flat_idx = torch.cat(flat_idx)
+        vis_all = torch.cat(vis)
+        is_vis = torch.zeros(B * Lp, dtype=torch.bool)
+        is_vis[flat_idx] = True
+        emb = torch.where(is_vis[:, None], torch.zeros(B * Lp, H).index_copy(0, flat_idx, vis_all),
+                          emb.reshape(B * Lp, H)).reshape(B, Lp, H)
+        z = torch.zeros(B, self.KV, 0, self.D)
+        _, presents, hidden = model.decoder.run_layers(emb, mask, pos, [(z, z)] * self.L)
+        fsum = self.features(hidden, mask.to(emb.dtype))
+        n = mask.sum(1).to(torch.float32)
+        return Prefix(presents, fsum, n, mask, [e.next_pos for e in eps])
+
+    def suffix_pass(self, pre: Prefix, rows: Sequence[int], seqs: Sequence[List[int]], n_suffix: Sequence[int]):
+        """Runs N right-padded sequences on their episodes' prefix caches.
+        rows[r] = episode index in the batch; seqs[r] = suffix ids (+ teacher-forced
+        explanation ids); n_suffix[r] = how many leading ids are the suffix proper (the
+        detection head pools over prefix + suffix only, as at inference; the causal mask
+        makes those positions blind to the explanation that follows).
+        Returns (final hidden [N, S, H], presents, detection logits [N], full mask)."""
+        model = self.model
+        N = len(seqs)
+        S = max(len(s) for s in seqs)
+        ids = torch.full((N, S), self.pad, dtype=torch.int64)
+        smask = torch.zeros(N, S, dtype=torch.int64)
+        pos = torch.ones(N, S, dtype=torch.int64)
+        w = torch.zeros(N, S)
+        for r, s in enumerate(seqs):
+            ids[r, :len(s)] = torch.tensor(s)
+            smask[r, :len(s)] = 1
+            p0 = pre.next_pos[rows[r]]
+            pos[r, :len(s)] = torch.arange(p0, p0 + len(s))
+            w[r, :n_suffix[r]] = 1
+        ridx = torch.tensor(list(rows), dtype=torch.int64)
+        past = [(k.index_select(0, ridx), v.index_select(0, ridx)) for k, v in pre.presents]
+        mask = torch.cat([pre.mask.index_select(0, ridx), smask], 1)
+        x, presents, hidden = model.decoder.run_layers(model.embed(ids), mask, pos[None].expand(3, N, S), past)
+        ssum = self.features(hidden, w)
+        n = pre.n.index_select(0, ridx) + torch.tensor(list(n_suffix), dtype=torch.float32)
+        mean = (pre.fsum.index_select(0, ridx) + ssum) / n[:, None, None]
+        return x, presents, model.head(mean), mask
+
+    def lm_logits(self, x: torch.Tensor) -> torch.Tensor:
+        d = self.model.decoder
+        return d.lm_head(d.norm(x))
+
+    @torch.no_grad()
+    def rollout(self, pre: Prefix, n_eps: int, rounds: int, traj: int, temperature: float, top_p: float,
+                max_new: int, gen: torch.Generator, answer_prefix: bool = False) -> List[List[Dict]]:
+        """The policy's own refinement trajectories: round t's suffix carries round t-1's
+        label and explanation ids (README prompt layout). Row r = episode r // traj.
+        Returns rounds x rows of {p, label, ids (without eos)}."""
+        N = n_eps * traj
+        rows = [r // traj for r in range(N)]
+        prev_l: List[Optional[int]] = [None] * N
+        prev_e: List[Optional[List[int]]] = [None] * N
+        out = []
+        for t in range(rounds):
+            suff = [self.prompter.suffix(t, prev_l[r], prev_e[r]) for r in range(N)]
+            x, past, logit, mask = self.suffix_pass(pre, rows, suff, [len(s) for s in suff])
+            last = torch.tensor([len(s) - 1 for s in suff])
+            lg = self.lm_logits(x[torch.arange(N), last])
+            p = torch.sigmoid(logit)
+            cur = torch.tensor([pre.next_pos[rows[r]] + len(suff[r]) - 1 for r in range(N)])
+            toks: List[List[int]] = [[] for _ in range(N)]
+            done = [False] * N
+            for step in range(max_new):
+                nxt = sample(lg, temperature, top_p, gen)
+                for r in range(N):
+                    if not done[r]:
+                        toks[r].append(int(nxt[r]))
+                        done[r] = int(nxt[r]) in self.eos
+                if all(done) or step == max_new - 1:
+                    break
+                mask = torch.cat([mask, torch.ones(N, 1, dtype=torch.int64)], 1)
+                cur = cur + 1
+                x, past, _ = self.model.decoder.run_layers(self.model.embed(nxt[:, None]), mask,
+                                                           cur[None, :, None].expand(3, N, 1), past)
+                lg = self.lm_logits(x[:, -1])
+            res = []
+            for r in range(N):
+                ids = toks[r][:-1] if done[r] else toks[r]
+                lab = int(p[r] >= self.manifest["labels"]["threshold"])
+                res.append(dict(p=float(p[r]), label=lab, ids=ids))
+                prev_l[r], prev_e[r] = lab, ids
+            out.append(res)
+        return out
+
+
+def sample(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator) -> torch.Tensor:
+    """Greedy at temperature 0, else temperature + nucleus sampling (as the serving defaults).
+    Training rollouts need not use the portable xoshiro sampler: only the distribution
+    matters here, and torch's generator is seeded."""
+    if temperature == 0:
+        return logits.argmax(-1)
+    q = torch.softmax(logits.double() / temperature, -1)
+    sq, si = q.sort(-1, descending=True)
+    keep = (sq.cumsum(-1) - sq) < top_p  # the shortest head whose mass reaches top_p
+    pick = torch.multinomial((sq * keep).float(), 1, generator=gen)
+    return si.gather(-1, pick).squeeze(-1)
+
+
+# =========================================================================== metrics
+
+def words(s: str) -> List[str]:
+    return re.findall(r"[a-z0-9]+", s.lower())
+
+
+def rouge_l(cand: str, ref: str) -> float:
+    """ROUGE-L F1 over lower-cased alphanumeric words (src/eval/rouge.ts)."""
+    c, r = words(cand), words(ref)
+    if not c or not r:
+        return 0.0
+    prev = [0] * (len(r) + 1)
+    for i in range(1, len(c) + 1):
+        row = [0] * (len(r) + 1)
+        for j in range(1, len(r) + 1):
+            row[j] = prev[j - 1] + 1 if c[i - 1] == r[j - 1] else max(prev[j], row[j - 1])
+        prev = row
+    lcs = prev[-1]
+    if lcs == 0:
+        return 0.0
+    p, rc = lcs / len(c), lcs / len(r)
+    return 2 * p * rc / (p + rc)
+
+
+def detection_metrics(pred: Sequence[int], gold: Sequence[int]) -> Dict:
+    tp = sum(1 for p, g in zip(pred, gold) if p == 1 and g == 1)
+    fp = sum(1 for p, g in zip(pred, gold) if p == 1 and g == 0)
+    fn = sum(1 for p, g in zip(pred, gold) if p == 0 and g == 1)
+    acc = sum(1 for p, g in zip(pred, gold) if p == g) / max(1, len(gold))
+    return dict(accuracy=acc, failure_precision=tp / max(1, tp + fp), failure_recall=tp / max(1, tp + fn))
+
+
+def parse_sft(text: str, names: Sequence[str]):
+    """SFT-S+D answer "failure: ..." / "success: ..." -> (label or None, explanation)."""
+    t = text.strip()
+    head, _, rest = t.partition(":")
+    h = head.strip().lower()
+    lab = names.index(h) if h in names else None
+    return lab, rest.strip()
+
+
+# =========================================================================== training
+
+class Trainer:
+    def __init__(self, cfg: Dict, manifest: Dict, tok, variant: str, hp: Dict, seed: int):
+        self.cfg, self.manifest, self.variant, self.hp, self.seed = cfg, manifest, variant, hp, seed
+        torch.manual_seed(seed)
+        self.model = Armor(manifest["architecture"], manifest["preprocessing"])
+        self.model.init_weights(seed, cfg.get("init", {}), manifest["tokens"]["eos"])
+        self.prompter = Prompter(manifest, tok)
+        self.run = Runner(self.model, manifest, self.prompter)
+        self.tok = tok
+        self.names = manifest["labels"]["names"]
+        self.rng = np.random.default_rng([seed, 17])  # masking draws
+        self.gen = torch.Generator().manual_seed(seed + 1)  # rollout sampling
+        self.rollouts: Dict[str, List[Dict]] = {}
+
+    # ---- states (suffix sequences) for one batch
+    def target_ids(self, e: Episode) -> List[int]:
+        if self.variant == "sft":
+            word = self.names[e.label]
+            text = f"{word}: {e.explanation}" if e.dense else word
+            return self.tok.encode(text) + [self.run.eos_id]
+        return (e.expl_ids + [self.run.eos_id]) if e.dense else []
+
+    def states(self, eps: Sequence[Episode], pre: Prefix, phase: str):
+        """-> list of (row, suffix ids, target ids). Target ids empty = BCE only."""
+        hp = self.hp
+        out = []
+        if phase == "online":
+            # the model's own trajectories (see refresh_rollouts): state s_t carries the
+            # policy's round t-1 label and explanation; every state s_0..s_T is trained
+            # on the available labels
+            for b, e in enumerate(eps):
+                tgt = self.target_ids(e)
+                out.append((b, self.prompter.suffix(0, None, None), tgt))
+                for t in range(1, hp["rollout_rounds"] + 1):
+                    prev = self.rollouts[e.id][t - 1]
+                    out.append((b, self.prompter.suffix(t, prev["label"], prev["ids"]), tgt))
+            return out
+        for b, e in enumerate(eps):
+            tgt = self.target_ids(e)
+            out.append((b, self.prompter.suffix(0, None, None), tgt))
+            if phase == "offline":
+                # expert histories with random masking, so the model cannot just copy
+                # the history: the label is flipped with p_flip, the explanation is
+                # dropped (empty ids) with p_drop, and sparse episodes (no expert
+                # explanation) always have an empty one.
+                for _ in range(hp["offline_history_states"]):
+                    t = int(self.rng.integers(1, hp["rollout_rounds"] + 1))
+                    lab = e.label if self.rng.random() >= hp["mask_label_p"] else 1 - e.label
+                    drop = self.rng.random() < hp["mask_explanation_p"]
+                    ex = e.expl_ids if (e.dense and not drop) else []
+                    out.append((b, self.prompter.suffix(t, lab, ex), tgt))
+        return out
+
+    @torch.no_grad()
+    def refresh_rollouts(self, eps: Sequence[Episode]) -> None:
+        """Roll out the current policy (sampled at the serving temperature / top-p, one
+        trajectory, T rounds from an empty history) for the episodes of the next few
+        optimiser steps. Rolling out a chunk of hp.rollout_chunk episodes at once instead
+        of each batch separately amortises the per-token decoder calls (the cost of
+        decoding is per call, not per row, at this size); the policy that produced a
+        history is at most chunk / batch_size - 1 steps old."""
+        hp = self.hp
+        self.model.eval()  # (no dropout anywhere; kept for clarity)
+        pre = self.run.prefix(eps)
+        ro = self.run.rollout(pre, len(eps), hp["rollout_rounds"], 1, hp["rollout_temperature"], hp["rollout_top_p"],
+                              self.manifest["refinement"]["max_new_tokens"], self.gen)
+        self.rollouts = {e.id: [ro[t][b] for t in range(hp["rollout_rounds"])] for b, e in enumerate(eps)}
+        self.model.train()
+
+    def loss(self, eps: Sequence[Episode], phase: str):
+        pre = self.run.prefix(eps)
+        st = self.states(eps, pre, phase)
+        rows = [s[0] for s in st]
+        # teacher forcing: the input is suffix + target[:-1]; position len(suffix)-1+j
+        # predicts target[j]
+        seqs = [s[1] + s[2][:-1] for s in st]
+        x, _, logit, _ = self.run.suffix_pass(pre, rows, seqs, [len(s[1]) for s in st])
+        parts = {}
+        if self.variant != "sft":
+            y = torch.tensor([float(eps[r].label) for r in rows])
+            parts["bce"] = F.binary_cross_entropy_with_logits(logit, y)
+        sel_r, sel_p, tgt = [], [], []
+        for r, s in enumerate(st):
+            n = len(s[1])
+            for j, tkn in enumerate(s[2]):
+                sel_r.append(r)
+                sel_p.append(n - 1 + j)
+                tgt.append(tkn)
+        if tgt:
+            lg = self.run.lm_logits(x[torch.tensor(sel_r), torch.tensor(sel_p)])
+            parts["ntp"] = F.cross_entropy(lg, torch.tensor(tgt))
+        total = parts.get("bce", 0.0) + self.hp["ntp_weight"] * parts.get("ntp", 0.0)
+        return total, {k: float(v) for k, v in parts.items()}
+
+    def batches(self, eps: List[Episode], epoch: int) -> List[List[Episode]]:
+        """Deterministic order: a seeded shuffle, then length bucketing inside windows of
+        8 batches (less left padding of prefixes), then the batches shuffled."""
+        g = np.random.default_rng([self.seed, 1000 + epoch])
+        order = g.permutation(len(eps))
+        B = self.hp["batch_size"]
+        win = B * 8
+        out = []
+        for s in range(0, len(order), win):
+            chunk = sorted(order[s:s + win], key=lambda i: (len(eps[i].prefix), i))
+            out += [[eps[i] for i in chunk[k:k + B]] for k in range(0, len(chunk), B)]
+        return [out[i] for i in g.permutation(len(out))]
+
+    def phases(self) -> List:
+        hp = self.hp
+        if self.variant == "armor":
+            return [("offline", hp["offline_epochs"]), ("online", hp["online_epochs"])]
+        return [("round0", hp["offline_epochs"] + hp["online_epochs"])]
+
+    def fit(self, eps: List[Episode], val: Optional[List[Episode]] = None) -> Dict:
+        hp = self.hp
+        decay, no_decay = [], []
+        for n, p in self.model.named_parameters():
+            # no decay on norms, biases and the head's learned query/layer embeddings
+            (no_decay if p.dim() < 2 or "layer_embed" in n else decay).append(p)
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": hp["weight_decay"]},
+                                 {"params": no_decay, "weight_decay": 0.0}],
+                                lr=hp["lr"], betas=tuple(hp["betas"]), eps=1e-8)
+        per_epoch = math.ceil(len(eps) / hp["batch_size"])
+        total = per_epoch * sum(e for _, e in self.phases())
+        warm = max(1, int(round(hp["warmup_ratio"] * total)))
+
+        def lr_at(step):  # linear warm-up, then cosine to min_lr_ratio * lr
+            if step < warm:
+                return (step + 1) / warm
+            q = (step - warm) / max(1, total - warm)
+            return hp["min_lr_ratio"] + (1 - hp["min_lr_ratio"]) * 0.5 * (1 + math.cos(math.pi * q))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+        hist = []
+        step, epoch = 0, 0
+        t0 = time.time()
+        self.model.train()
+        for phase, n_ep in self.phases():
+            for _ in range(n_ep):
+                te = time.time()
+                sums: Dict[str, float] = {}
+                nb = 0
+                blist = self.batches(eps, epoch)
+                per_chunk = max(1, hp["rollout_chunk"] // hp["batch_size"])
+                for bi, batch in enumerate(blist):
+                    if phase == "online" and bi % per_chunk == 0:
+                        self.refresh_rollouts([e for b in blist[bi:bi + per_chunk] for e in b])
+                    loss, parts = self.loss(batch, phase)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), hp["grad_clip"])
+                    opt.step()
+                    sched.step()
+                    step += 1
+                    nb += 1
+                    for k, v in parts.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                rec = dict(epoch=epoch, phase=phase, steps=step, seconds=round(time.time() - te, 1),
+                           **{k: round(v / nb, 4) for k, v in sums.items()})
+                if val:
+                    rec["val_acc_r0"] = round(self.quick_accuracy(val), 4)
+                    self.model.train()
+                hist.append(rec)
+                log(f"[{self.variant}] epoch {epoch} {phase}: " + " ".join(f"{k}={v}" for k, v in rec.items()
+                                                                             if k not in ("epoch", "phase")))
+                epoch += 1
+        return dict(history=hist, steps=step, seconds=round(time.time() - t0, 1), warmup_steps=warm)
+
+    @torch.no_grad()
+    def quick_accuracy(self, eps: List[Episode]) -> float:
+        """Round-0 head accuracy (no decoding) - a cheap progress signal."""
+        self.model.eval()
+        if self.variant == "sft":
+            return float("nan")
+        ok = 0
+        for k in range(0, len(eps), 32):
+            b = eps[k:k + 32]
+            pre = self.run.prefix(b)
+            s = self.prompter.suffix(0, None, None)
+            _, _, logit, _ = self.run.suffix_pass(pre, list(range(len(b))), [s] * len(b), [len(s)] * len(b))
+            ok += sum(int((logit[i] >= 0) == (e.label == 1)) for i, e in enumerate(b))
+        return ok / len(eps)
+
+    @torch.no_grad()
+    def evaluate(self, eps: List[Episode], rounds: int) -> Dict:
+        """Greedy, one trajectory, no early stop: the per-round curve. (The served
+        algorithm - M=3 sampled trajectories, early stop, self-certainty selection - is
+        evaluated on the exported bundle by `armor-serve eval`.)"""
+        self.model.eval()
+        mx = self.manifest["refinement"]["max_new_tokens"]
+        if self.variant == "sft":
+            mx = mx + 4  # room for the "failure: " prefix
+        per_round = [dict(pred=[], rouge=[], parsed=0) for _ in range(rounds)]
+        samples = []
+        for k in range(0, len(eps), 32):
+            b = eps[k:k + 32]
+            pre = self.run.prefix(b)
+            ro = self.run.rollout(pre, len(b), rounds, 1, 0.0, 1.0, mx, self.gen)
+            for t in range(rounds):
+                for i, e in enumerate(b):
+                    o = ro[t][i]
+                    text = self.tok.decode(o["ids"])
+                    if self.variant == "sft":
+                        lab, expl = parse_sft(text, self.names)
+                        per_round[t]["parsed"] += lab is not None
+                        lab = -1 if lab is None else lab  # unparseable counts as wrong
+                    else:
+                        lab, expl = o["label"], text
+                    per_round[t]["pred"].append(lab)
+                    per_round[t]["rouge"].append(rouge_l(expl, e.explanation) if e.explanation else None)
+                    if t == rounds - 1 and len(samples) < 12:
+                        samples.append(dict(id=e.id, mode=e.mode, gold=e.explanation, pred=text))
+        gold = [e.label for e in eps]
+        res = []
+        for t in range(rounds):
+            d = detection_metrics(per_round[t]["pred"], gold)
+            rg = [x for x in per_round[t]["rouge"] if x is not None]
+            d["rouge_l"] = sum(rg) / max(1, len(rg))
+            if self.variant == "sft":
+                d["parse_rate"] = per_round[t]["parsed"] / len(eps)
+            by_mode = {}
+            for e, p in zip(eps, per_round[t]["pred"]):
+                m = by_mode.setdefault(e.mode, [0, 0])
+                m[0] += int(p == e.label)
+                m[1] += 1
+            d["accuracy_by_mode"] = {m: round(a / n, 4) for m, (a, n) in sorted(by_mode.items())}
+            res.append({k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()})
+        return dict(rounds=res, samples=samples)
+
+
+# =========================================================================== main
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="models/configs/armor-tiny-train.json")
+    ap.add_argument("--train", required=True, help="training episodes (generate_episodes.py output)")
+    ap.add_argument("--heldout", help="held-out episodes for the final comparison")
+    ap.add_argument("--val", help="small validation set for per-epoch progress (optional)")
+    ap.add_argument("--out", required=True, help="checkpoint/report directory")
+    ap.add_argument("--variants", default="armor,mtl,sft")
+    ap.add_argument("--limit", type=int, help="use only the first N training episodes")
+    ap.add_argument("--set", action="append", default=[], help="override a train hyperparameter: key=json")
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    t_start = time.time()
+    with open(rel(a.config)) as f:
+        cfg = json.load(f)
+    hp = dict(cfg["train"])
+    for s in a.set:
+        k, v = s.split("=", 1)
+        hp[k] = json.loads(v)
+    tok = build_tokenizer(cfg)
+    manifest = make_manifest(cfg, tok)
+    prompter = Prompter(manifest, tok)
+    prep = manifest["preprocessing"]
+
+    def load(d, limit=None):
+        raw = load_frames(rel(d), prep)
+        if limit:
+            raw = raw[:limit]
+        return make_episodes(raw, manifest, prompter)
+
+    train_eps = load(a.train, a.limit)
+    held = load(a.heldout) if a.heldout else []
+    val = load(a.val) if a.val else []
+    # same pixels: the torch path must equal reference.preprocess bit for bit
+    pm = PixelMaker(prep)
+    for e in train_eps[:3] + held[:1]:
+        ref, grid = preprocess(list(e.frames), prep, e.kind)
+        assert tuple(grid) == e.grid and np.array_equal(ref, pm(e).numpy()), "pixel path differs"
+    longest = max(len(e.expl_ids) for e in train_eps + held if e.expl_ids)
+    assert longest < manifest["refinement"]["max_new_tokens"], "explanations longer than max_new_tokens"
+    log(f"data: train {len(train_eps)} ({sum(e.dense for e in train_eps)} dense), held-out {len(held)}, "
+        f"longest explanation {longest} ids; loaded in {time.time() - t_start:.0f}s")
+
+    os.makedirs(rel(a.out), exist_ok=True)
+    report_path = os.path.join(rel(a.out), "train-report.json")
+    report = {}
+    if os.path.exists(report_path):
+        with open(report_path) as f:
+            report = json.load(f)
+    report.update(config=a.config, hyperparameters=hp, threads=a.threads, torch=torch.__version__,
+                  data=dict(train=a.train, n_train=len(train_eps), n_dense=sum(e.dense for e in train_eps),
+                            n_tiles=sum(e.kind == "image" for e in train_eps),
+                            n_failure=sum(e.label for e in train_eps),
+                            heldout=a.heldout, n_heldout=len(held)))
+    report.setdefault("variants", {})
+    for variant in a.variants.split(","):
+        tr = Trainer(cfg, manifest, tok, variant, hp, hp["seed"])
+        if variant == "armor":
+            report["params"] = count_params(tr.model)
+            err = max(check_vision(tr.model.vision, pm, e) for e in train_eps[:4])
+            assert err < 1e-5, f"batched vision differs from the encoder ({err})"
+        log(f"[{variant}] training: {count_params(tr.model):,} parameters")
+        fit = tr.fit(train_eps, val)
+        path = os.path.join(rel(a.out), f"{variant}.pt")
+        torch.save(tr.model.state_dict(), path)
+        sd = hashlib.sha256()
+        for k, v in sorted(tr.model.state_dict().items()):
+            sd.update(k.encode())
+            sd.update(v.numpy().tobytes())
+        entry = dict(fit=fit, checkpoint=path, state_sha256=sd.hexdigest())
+        if held:
+            te = time.time()
+            rounds = hp["rollout_rounds"] + 1 if variant == "armor" else 1
+            entry["heldout"] = tr.evaluate(held, rounds)
+            entry["heldout_eval_seconds"] = round(time.time() - te, 1)
+            for t, r in enumerate(entry["heldout"]["rounds"]):
+                log(f"[{variant}] held-out round {t}: acc {r['accuracy']:.4f} rouge-L {r['rouge_l']:.4f} "
+                    f"P {r['failure_precision']:.3f} R {r['failure_recall']:.3f}")
+        report["variants"][variant] = entry
+        with open(report_path, "w") as f:
+            f.write(json.dumps(report, indent=1) + "\n")
+    log(f"done in {time.time() - t_start:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
