@@ -11,7 +11,7 @@ import { EpisodePipeline } from './episode-pipeline.js';
 export { EpisodePipeline } from './episode-pipeline.js';
 export type { EpisodeMedia, EpisodeRequest } from './episode-pipeline.js';
 export { PipelineError } from './errors.js';
-export { sniffMedia } from '../media/index.js';
+export { sniffFile } from '../media/index.js';
 export { parseRequestOptions, type RequestOptions } from './options.js';
 export type { EpisodeResponse } from './response.js';
 

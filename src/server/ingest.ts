@@ -2,11 +2,11 @@
 // directory (ffmpeg reads files, never stdin), the fields are checked, and the directory is
 // removed whatever happens.
 import { createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, open, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { FastifyRequest } from 'fastify';
-import { PipelineError, sniffMedia, type EpisodeMedia } from '../pipeline/index.js';
+import { PipelineError, sniffFile, type EpisodeMedia } from '../pipeline/index.js';
 
 export interface IngestedEpisode {
   media: EpisodeMedia;
@@ -18,17 +18,6 @@ const ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 const FIELDS = new Set(['task', 'cell_id', 'episode_id', 'options']);
 const VIDEO_KINDS = new Set(['mp4', 'webm', 'matroska', 'quicktime']);
 const IMAGE_KINDS = new Set(['jpeg', 'png']);
-
-async function firstBytes(file: string, n = 64): Promise<Uint8Array> {
-  const handle = await open(file, 'r');
-  try {
-    const buf = Buffer.alloc(n);
-    const { bytesRead } = await handle.read(buf, 0, n, 0);
-    return buf.subarray(0, bytesRead);
-  } finally {
-    await handle.close();
-  }
-}
 
 function bad(code: string, message: string, status = 400): PipelineError {
   return new PipelineError(code, message, status);
@@ -66,10 +55,9 @@ async function readParts(request: FastifyRequest, dir: string): Promise<Ingested
     if (value !== undefined && !ID_PATTERN.test(value)) throw bad(`invalid_${id}`, `${id} must match ${ID_PATTERN.source}`);
   }
   for (const file of [...videos, ...views]) {
-    const head = await firstBytes(file);
     const label = path.basename(file);
-    if (head.length === 0) throw bad('empty_file', `${label.startsWith('video') ? 'video' : 'a view'} is an empty file`);
-    const kind = sniffMedia(head);
+    if ((await stat(file)).size === 0) throw bad('empty_file', `${label.startsWith('video') ? 'video' : 'a view'} is an empty file`);
+    const kind = await sniffFile(file);
     const expected = videos.length > 0 ? VIDEO_KINDS : IMAGE_KINDS;
     if (!expected.has(kind)) {
       throw bad('unsupported_media', videos.length > 0 ? 'video is not an MP4, WebM or Matroska file' : 'every view must be a JPEG or PNG image', 415);
