@@ -93,7 +93,7 @@ def file_entry(path: str) -> Dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default="models/configs/armor-tiny.json")
+    ap.add_argument("--config", default="models/configs/armor-tiny-train.json")
     ap.add_argument("--seed", type=int, default=0, help="weight-init seed")
     ap.add_argument("--out", default="models/armor-tiny", help="bundle directory")
     ap.add_argument("--golden", default="test/golden", help="golden-vector directory")

@@ -50,7 +50,7 @@ def lines(config: dict) -> list:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", default="models/configs/armor-tiny.json")
+    ap.add_argument("--config", default="models/configs/armor-tiny-train.json")
     ap.add_argument("--out", default="models/tooling/corpus_episodes.txt")
     a = ap.parse_args(argv)
     rel = lambda p: p if os.path.isabs(p) else os.path.join(ROOT, p)  # noqa: E731

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # The default model from nothing: generate episodes, train ARMOR (+ the two baselines),
-# export models/armor-tiny, regenerate test/golden. EXPERIMENTAL: the first runs did not
-# learn detection (held-out accuracy 0.5, see models/README.md "Training"); the committed
-# armor-tiny is still the seeded random build of models/configs/armor-tiny.json.
+# export models/armor-tiny, regenerate test/golden, evaluate the served bundle.
 #
 #   bash models/tooling/make_default_model.sh [WORK_DIR]     (default WORK_DIR: /tmp/armor-train)
 #
 # Env: TRAIN_COUNT (3000), HELDOUT_COUNT (300), TRAIN_SEED (1), HELDOUT_SEED (777),
-#      VARIANTS (armor,mtl,sft; "armor" alone skips the baselines), PY (/usr/bin/python3).
-# Needs ffmpeg/ffprobe and torch. torch on Debian links the system libblas.so.3; with the
-# reference BLAS (the default alternative) training is ~50x slower, so OpenBLAS is
-# installed if missing (the only apt package this script adds).
+#      VARIANTS (armor,mtl,sft; "armor" alone skips the baselines), PY (/usr/bin/python3),
+#      SKIP_EVAL (1 skips step 5).
+# Needs ffmpeg/ffprobe, torch, and OpenBLAS: torch on Debian links the system libblas.so.3,
+# and the reference BLAS (Debian's default alternative) trains ~50x slower. The Python
+# steps load OpenBLAS through LD_LIBRARY_PATH (the system alternative is left alone) and
+# the package is installed if missing. The trained weights and golden floats depend on
+# the BLAS and thread counts, so the committed bundle is reproduced with exactly these.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 WORK="${1:-/tmp/armor-train}"
@@ -22,10 +23,13 @@ HELDOUT_SEED="${HELDOUT_SEED:-777}"
 VARIANTS="${VARIANTS:-armor,mtl,sft}"
 cd "$ROOT"
 
-if ! readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 | grep -q openblas; then
+OPENBLAS_DIR=/usr/lib/x86_64-linux-gnu/openblas-pthread
+if [ ! -e "$OPENBLAS_DIR/libblas.so.3" ]; then
   echo "installing OpenBLAS (torch's BLAS)" >&2
   apt-get install -y --no-install-recommends libopenblas0-pthread >/dev/null
 fi
+export LD_LIBRARY_PATH="$OPENBLAS_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export OPENBLAS_NUM_THREADS=1
 
 mkdir -p "$WORK"
 # 1. data (deterministic per seed; skipped when already there)
@@ -38,7 +42,7 @@ mkdir -p "$WORK"
 "$PY" models/tooling/corpus.py
 
 # 3. train (ARMOR and the baselines, held-out comparison in $WORK/ckpt/train-report.json)
-OPENBLAS_NUM_THREADS=1 "$PY" models/tooling/train.py --train "$WORK/train" --heldout "$WORK/heldout" \
+"$PY" models/tooling/train.py --train "$WORK/train" --heldout "$WORK/heldout" \
   --out "$WORK/ckpt" --variants "$VARIANTS"
 
 # 4. export the trained ARMOR weights + golden vectors

@@ -25,11 +25,12 @@ def main(argv=None) -> int:
     ap.add_argument("--ts-eval")
     ap.add_argument("--ts-eval-r0", help="armor-serve eval of the mtl baseline bundle with max_rounds 1")
     a = ap.parse_args(argv)
-    variants, base = {}, None
+    variants, base, reports = {}, None, []
     for p in a.train_report:
         with open(p) as f:
             r = json.load(f)
         base = base or r
+        reports.append(r)
         variants.update(r["variants"])
     out = []
     d = base["data"]
@@ -39,6 +40,13 @@ def main(argv=None) -> int:
     out += ["## Hyperparameters", "", "| name | value |", "|---|---|"]
     out += [f"| {k} | {json.dumps(v)} |" for k, v in base["hyperparameters"].items()]
     out += [f"| threads | {base['threads']} |", f"| parameters | {base.get('params', '-'):,} |", ""]
+    w = next((r["vision_warmup"] for r in reports if "vision_warmup" in r), None)
+    if w:
+        out += ["## Vision warm-up (shared by every variant)", "",
+                f"{w['steps']} steps in {w['seconds']} s; failure modes read out for dense episodes: "
+                f"{', '.join(w['modes'])}.", "", "| steps | loss | running train accuracy | seconds |", "|---:|---:|---:|---:|"]
+        out += [f"| {h['steps']} | {h['loss']} | {h['train_acc']} | {h['seconds']} |" for h in w["history"]]
+        out.append("")
     out += ["## Training time", "", "| variant | steps | seconds | final losses |", "|---|---:|---:|---|"]
     for name, v in variants.items():
         h = v["fit"]["history"][-1]

@@ -401,12 +401,72 @@ def parse_sft(text: str, names: Sequence[str]):
 
 # =========================================================================== training
 
+def vision_warmup(model: Armor, eps: List[Episode], pm: PixelMaker, hp: Dict, seed: int) -> Dict:
+    """Stage 0: train the vision encoder alone on a linear readout of its max-pooled
+    output, before any variant's recipe. ARMOR starts from Qwen2.5-VL, whose vision tower
+    already sees objects; a from-scratch encoder trained only through the decoder's
+    mean-pooled features and the detection head stays at chance (BCE = ln 2), and so does
+    a mean-pooled readout here: per-episode lighting, white balance and texture move every
+    token, while the outcome shows in one or two (where the item ends up). Max pooling
+    sends the gradient to the tokens that matter and learns from the first few hundred
+    steps (models/armor-tiny/REPORT.md). The readout is discarded; every variant starts
+    from this encoder. Targets: the label for every episode, and the failure mode only for
+    dense episodes (their explanation names it; sparse episodes stay labels-only)."""
+    modes = sorted({e.mode for e in eps if e.dense})
+    enc = model.vision
+    readout = torch.nn.Linear(enc.mlp2.out_features, 1 + len(modes))
+    params = list(enc.parameters()) + list(readout.parameters())
+    opt = torch.optim.AdamW(params, lr=hp["vision_warmup_lr"], betas=tuple(hp["betas"]),
+                            weight_decay=hp["weight_decay"])
+    total = hp["vision_warmup_steps"]
+    warm = max(1, total // 30)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm else
+        hp["min_lr_ratio"] + (1 - hp["min_lr_ratio"]) * 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+    g = np.random.default_rng([seed, 99])
+    B = hp["batch_size"]
+    t0 = time.time()
+    hist, order, pos, acc_sum, loss_sum, n = [], np.zeros(0, np.int64), 0, 0.0, 0.0, 0
+    enc.train()
+    for step in range(total):
+        if pos + B > len(order):
+            order, pos = g.permutation(len(eps)), 0
+        batch = [eps[i] for i in order[pos:pos + B]]
+        pos += B
+        pooled = torch.stack([vision_batched(enc, pm(e), e.grid[1], e.grid[2]).max(0).values for e in batch])
+        out = readout(pooled)
+        y = torch.tensor([float(e.label) for e in batch])
+        loss = F.binary_cross_entropy_with_logits(out[:, 0], y)
+        dense = [i for i, e in enumerate(batch) if e.dense]
+        if dense:
+            tgt = torch.tensor([modes.index(batch[i].mode) for i in dense])
+            loss = loss + hp["vision_warmup_mode_weight"] * F.cross_entropy(out[dense, 1:], tgt)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, hp["grad_clip"])
+        opt.step()
+        sched.step()
+        loss_sum += float(loss)
+        acc_sum += float(((out[:, 0] >= 0).float() == y).float().mean())
+        n += 1
+        if (step + 1) % 250 == 0 or step + 1 == total:
+            rec = dict(steps=step + 1, loss=round(loss_sum / n, 4), train_acc=round(acc_sum / n, 4),
+                       seconds=round(time.time() - t0, 1))
+            hist.append(rec)
+            log("[vision warm-up] " + " ".join(f"{k}={v}" for k, v in rec.items()))
+            loss_sum, acc_sum, n = 0.0, 0.0, 0
+    return dict(history=hist, steps=total, seconds=round(time.time() - t0, 1), modes=modes)
+
+
 class Trainer:
-    def __init__(self, cfg: Dict, manifest: Dict, tok, variant: str, hp: Dict, seed: int):
+    def __init__(self, cfg: Dict, manifest: Dict, tok, variant: str, hp: Dict, seed: int,
+                 vision_state: Optional[Dict] = None):
         self.cfg, self.manifest, self.variant, self.hp, self.seed = cfg, manifest, variant, hp, seed
         torch.manual_seed(seed)
         self.model = Armor(manifest["architecture"], manifest["preprocessing"])
         self.model.init_weights(seed, cfg.get("init", {}), manifest["tokens"]["eos"])
+        if vision_state is not None:
+            self.model.vision.load_state_dict(vision_state)
         self.prompter = Prompter(manifest, tok)
         self.run = Runner(self.model, manifest, self.prompter)
         self.tok = tok
@@ -516,12 +576,16 @@ class Trainer:
 
     def fit(self, eps: List[Episode], val: Optional[List[Episode]] = None) -> Dict:
         hp = self.hp
-        decay, no_decay = [], []
+        groups: Dict = {}
         for n, p in self.model.named_parameters():
-            # no decay on norms, biases and the head's learned query/layer embeddings
-            (no_decay if p.dim() < 2 or "layer_embed" in n else decay).append(p)
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": hp["weight_decay"]},
-                                 {"params": no_decay, "weight_decay": 0.0}],
+            # no decay on norms, biases and the head's learned query/layer embeddings; the
+            # warmed-up vision encoder moves at vision_lr_scale so the recipe refines it
+            # rather than overwriting it while the decoder is still random
+            wd = 0.0 if (p.dim() < 2 or "layer_embed" in n) else hp["weight_decay"]
+            scale = hp["vision_lr_scale"] if n.startswith("vision.") else 1.0
+            groups.setdefault((wd, scale), []).append(p)
+        opt = torch.optim.AdamW([{"params": ps, "weight_decay": wd, "lr": hp["lr"] * scale}
+                                 for (wd, scale), ps in groups.items()],
                                 lr=hp["lr"], betas=tuple(hp["betas"]), eps=1e-8)
         per_epoch = math.ceil(len(eps) / hp["batch_size"])
         total = per_epoch * sum(e for _, e in self.phases())
@@ -689,8 +753,27 @@ def main(argv=None) -> int:
                             n_failure=sum(e.label for e in train_eps),
                             heldout=a.heldout, n_heldout=len(held)))
     report.setdefault("variants", {})
+    vision_state = None
+    if hp.get("vision_warmup_steps", 0) > 0:
+        # one warm-up shared by every variant, like one pretrained tower shared by the
+        # paper's baselines; cached in the output directory per (hyperparameters, data)
+        whp = {k: v for k, v in hp.items() if k.startswith("vision_warmup") or k in (
+            "seed", "batch_size", "betas", "weight_decay", "min_lr_ratio", "grad_clip")}
+        key = hashlib.sha256(json.dumps([whp, cfg["architecture"], cfg.get("init"), _cache_key(
+            os.path.join(rel(a.train), "manifest.jsonl"), prep), a.limit], sort_keys=True).encode()).hexdigest()[:16]
+        wpath = os.path.join(rel(a.out), f"vision-warmup-{key}.pt")
+        if os.path.exists(wpath):
+            vision_state = torch.load(wpath)
+            log(f"vision warm-up: reusing {wpath}")
+        else:
+            torch.manual_seed(hp["seed"])
+            m0 = Armor(manifest["architecture"], manifest["preprocessing"])
+            m0.init_weights(hp["seed"], cfg.get("init", {}), manifest["tokens"]["eos"])
+            report["vision_warmup"] = vision_warmup(m0, train_eps, pm, hp, hp["seed"])
+            vision_state = m0.vision.state_dict()
+            torch.save(vision_state, wpath)
     for variant in a.variants.split(","):
-        tr = Trainer(cfg, manifest, tok, variant, hp, hp["seed"])
+        tr = Trainer(cfg, manifest, tok, variant, hp, hp["seed"], vision_state)
         if variant == "armor":
             report["params"] = count_params(tr.model)
             err = max(check_vision(tr.model.vision, pm, e) for e in train_eps[:4])
