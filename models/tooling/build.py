@@ -1,15 +1,16 @@
 #!/usr/bin/python3
 """Build an ARMOR bundle (and the golden vectors) from a model config, deterministically.
 
-    /usr/bin/python3 models/tooling/build.py                      # armor-tiny + test/golden
-    /usr/bin/python3 models/tooling/build.py --config models/configs/qwen2.5-vl-7b-2layer.json \\
-        --out /tmp/armor-7b --no-golden                             # seeded random init
-    /usr/bin/python3 models/tooling/build.py --config models/configs/armor-tiny-train.json \\
-        --weights CKPT.pt                                           # export trained weights
+    /usr/bin/python3 models/tooling/build.py --weights CKPT.pt      # trained armor-tiny + test/golden
+    /usr/bin/python3 models/tooling/build.py --config models/configs/armor-tiny.json \
+        --out /tmp/armor-random --no-golden                         # seeded random init
+    /usr/bin/python3 models/tooling/build.py --config models/configs/qwen2.5-vl-7b-2layer.json \
+        --out /tmp/armor-7b --no-golden                             # 7B shapes, random init
 
-models/tooling/make_default_model.sh (experimental) generates episodes, trains
-(train.py writes the state_dict) and calls this script with --weights. A config with a
-"train" section refuses to build from a random init unless --untrained is given.
+The default config (models/configs/armor-tiny-train.json) describes the trained default
+model: models/tooling/make_default_model.sh generates episodes, trains (train.py writes
+the state_dict) and calls this script with --weights. A config with a "train" section
+refuses to build from a random init unless --untrained is given.
 
 Same config + same seed => byte-identical files (see models/README.md, *Model tooling*).
 """

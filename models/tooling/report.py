@@ -3,7 +3,8 @@
 file(s) and the eval-report.json of `armor-serve eval` on the exported bundle.
 
     /usr/bin/python3 models/tooling/report.py --train-report A.json [B.json ...] \\
-        --ts-eval EVAL_DIR/eval-report.json [--ts-eval-r0 EVAL_R0_DIR/eval-report.json] > tables.md
+        --ts-eval EVAL_DIR/eval-report.json [--ts-eval-r0 EVAL_R0_DIR/eval-report.json] \\
+        [--manifest HELDOUT/manifest.jsonl] > tables.md
 
 Prints markdown tables (data, hyperparameters, comparison, per-round curve, per mode); the
 prose of REPORT.md around them is written by hand.
@@ -12,7 +13,44 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+from typing import Dict, List, Optional
+
+# The explanation templates of models/data/generate_episodes.py, told apart by their
+# words: does an explanation name the outcome it should? Checked against every
+# reference explanation, so a template change that breaks a rule fails loudly.
+MODE_RULES = [
+    ("damaged_item", r"\b(tore|torn|ripped|damaged)\b"),
+    ("multi_pick", r"two items|double pick|second item|\bboth\b"),
+    ("collision_knockout", r"\b(hit|collided)\b"),
+    ("drop_in_transit", r"\b(halfway|midway)\b"),
+    ("placed_outside", r"outside|next to the destination tote instead"),
+    ("grasp_miss", r"missed|rose without|rose empty|lifted nothing|never left|stayed in|still in"),
+    ("success", r"inside the destination|succeeded"),
+]
+
+
+def named_mode(text: str) -> Optional[str]:
+    t = text.lower()
+    return next((m for m, rule in MODE_RULES if re.search(rule, t)), None)
+
+
+def grounding(ev: Dict, items: Dict[str, str]) -> Dict:
+    """Share of explanations that name the episode's outcome (failures only, and all) and
+    its item ("purple cylinder"), from an eval-report.json and the manifest's items."""
+    eps: List[Dict] = ev["per_episode"]
+    for e in eps:
+        assert named_mode(e["reference"]) == e["failure_mode"], f"rule misses the reference of {e['id']}"
+    fails = [e for e in eps if e["failure_mode"] != "success"]
+    hit = lambda e: named_mode(e["explanation"] or "") == e["failure_mode"]  # noqa: E731
+    per_mode: Dict[str, List[int]] = {}
+    for e in eps:
+        per_mode.setdefault(e["failure_mode"], []).append(int(hit(e)))
+    return dict(failure_mode_named=sum(map(hit, fails)) / max(1, len(fails)),
+                outcome_named=sum(map(hit, eps)) / max(1, len(eps)),
+                item_named=sum(items.get(e["id"], "\0") in (e["explanation"] or "").lower() for e in eps) / max(1, len(eps)),
+                per_mode={m: sum(v) / len(v) for m, v in sorted(per_mode.items())})
 
 
 def f3(x):
@@ -24,6 +62,7 @@ def main(argv=None) -> int:
     ap.add_argument("--train-report", nargs="+", required=True)
     ap.add_argument("--ts-eval")
     ap.add_argument("--ts-eval-r0", help="armor-serve eval of the mtl baseline bundle with max_rounds 1")
+    ap.add_argument("--manifest", help="the held-out manifest.jsonl (items, for the grounding table)")
     a = ap.parse_args(argv)
     variants, base, reports = {}, None, []
     for p in a.train_report:
@@ -74,6 +113,18 @@ def main(argv=None) -> int:
             dd = e["detection"]
             out.append(f"| {label} | {f3(dd['accuracy'])} | {f3(dd['failure_precision'])} | {f3(dd['failure_recall'])} | "
                        f"{f3(e['rouge_l']['mean'])} | {f3(e['rounds_used_mean'])} |")
+        if a.manifest:
+            with open(a.manifest) as f:
+                items = {r["id"]: r["item"] for r in map(json.loads, filter(str.strip, f))}
+            out += ["", "Grounding: does the explanation name what happened? (rules on the generator's templates)", "",
+                    "| model | failure mode named (failures) | outcome named (all) | item named |", "|---|---:|---:|---:|"]
+            gs = [(label, grounding(e, items)) for label, e in rows]
+            for label, g in gs:
+                out.append(f"| {label} | {f3(g['failure_mode_named'])} | {f3(g['outcome_named'])} | {f3(g['item_named'])} |")
+            modes = list(gs[0][1]["per_mode"])
+            out += ["", "| model | " + " | ".join(modes) + " |", "|---|" + "---:|" * len(modes)]
+            for label, g in gs:
+                out.append(f"| {label} | " + " | ".join(f3(g["per_mode"][m]) for m in modes) + " |")
         out += ["", "Per round (served algorithm; answer with max_rounds = round + 1):", "",
                 "| round | accuracy | ROUGE-L | episodes reaching it | accuracy (round only) | ROUGE-L (round only) |",
                 "|---|---:|---:|---:|---:|---:|"]
