@@ -87,7 +87,10 @@ t.test('armor-serve eval runs the committed small set through the engine', async
   t.equal(report.episodes, manifest.length);
   t.equal(report.analysed, manifest.length, 'every episode analysed');
   t.same(report.errors, []);
-  t.ok(report.detection.accuracy >= 0 && report.detection.accuracy <= 1);
+  // the committed default model on episodes it never saw: measured 0.810 accuracy and
+  // ROUGE-L 0.430 (21 episodes, 3 per outcome; the hardest, damaged_item, dominates the misses)
+  t.ok(report.detection.accuracy >= 0.75, `detection accuracy ${report.detection.accuracy}`);
+  t.ok(report.rouge_l.mean >= 0.35, `ROUGE-L ${report.rouge_l.mean}`);
   t.ok(report.per_round.length >= 1);
   t.equal(report.per_episode.length, manifest.length);
   const markdown = await readFile(path.join(out, 'eval-report.md'), 'utf8');
