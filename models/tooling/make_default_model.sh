@@ -38,8 +38,9 @@ mkdir -p "$WORK"
 [ -f "$WORK/heldout/manifest.jsonl" ] || \
   "$PY" models/data/generate_episodes.py --out "$WORK/heldout" --count "$HELDOUT_COUNT" --seed "$HELDOUT_SEED" --jobs 2
 
-# 2. tokenizer corpus (committed; regenerated from the generator's templates)
-"$PY" models/tooling/corpus.py
+# 2. tokenizer corpus: models/tooling/corpus_episodes.txt is a committed input, written by
+#    corpus.py from an earlier wording of the success templates; rewriting it changes the
+#    BPE and so every trained weight, so it is read as it is (see models/README.md)
 
 # 3. train (ARMOR and the baselines, held-out comparison in $WORK/ckpt/train-report.json)
 "$PY" models/tooling/train.py --train "$WORK/train" --heldout "$WORK/heldout" \
