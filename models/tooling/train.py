@@ -57,6 +57,16 @@ from train_passes import Prefix, Runner, check_vision, vision_batched  # noqa: E
 
 # =========================================================================== training
 
+def warmup_cosine(warm: int, total: int, min_ratio: float):
+    """LR multiplier per step: linear warm-up over `warm` steps, then cosine to min_ratio."""
+    def at(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        q = (step - warm) / max(1, total - warm)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * q))
+    return at
+
+
 def vision_warmup(model: Armor, eps: List[Episode], pm: PixelMaker, hp: Dict, seed: int) -> Dict:
     """Stage 0: train the vision encoder alone on a linear readout of its max-pooled
     output, before any variant's recipe. ARMOR starts from Qwen2.5-VL, whose vision tower
@@ -76,9 +86,7 @@ def vision_warmup(model: Armor, eps: List[Episode], pm: PixelMaker, hp: Dict, se
                             weight_decay=hp["weight_decay"])
     total = hp["vision_warmup_steps"]
     warm = max(1, total // 30)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else
-        hp["min_lr_ratio"] + (1 - hp["min_lr_ratio"]) * 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(warm, total, hp["min_lr_ratio"]))
     g = np.random.default_rng([seed, 99])
     B = hp["batch_size"]
     t0 = time.time()
@@ -247,13 +255,7 @@ class Trainer:
         total = per_epoch * sum(e for _, e in self.phases())
         warm = max(1, int(round(hp["warmup_ratio"] * total)))
 
-        def lr_at(step):  # linear warm-up, then cosine to min_lr_ratio * lr
-            if step < warm:
-                return (step + 1) / warm
-            q = (step - warm) / max(1, total - warm)
-            return hp["min_lr_ratio"] + (1 - hp["min_lr_ratio"]) * 0.5 * (1 + math.cos(math.pi * q))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(warm, total, hp["min_lr_ratio"]))
         hist = []
         step, epoch = 0, 0
         t0 = time.time()
