@@ -1,9 +1,11 @@
 // All configuration, from the environment, typed and validated once at start-up.
 // Every variable is documented in README.md ("Configuration").
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EXECUTION_PROVIDERS, type ExecutionProviderName } from './runtime/sessions.js';
+import { parseEndpointsFile, parseSchedule, singleEndpoint, WebhookConfigError, type WebhookEndpoint } from './webhooks/index.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -29,7 +31,21 @@ export interface Config {
   };
   caps: { maxTrajectories: number; maxRounds: number; maxNewTokens: number };
   tmpDir: string;
-  resultsKept: number;
+  store: {
+    /** SQLite lives here (and nothing else) unless databaseUrl is set. */
+    dataDir: string;
+    databaseUrl?: string;
+    /** How long a claim on an async episode lasts without renewal (a dead replica's work is re-claimed after it). */
+    leaseMs: number;
+    pollMs: number;
+    /** Runs of one async episode before it is failed (a worker crash or lost lease counts as a run). */
+    maxAttempts: number;
+  };
+  webhooks: {
+    endpoints: WebhookEndpoint[];
+    schedule: number[];
+    timeoutMs: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -98,6 +114,49 @@ export function loadConfig(env: Env = process.env): Config {
       maxNewTokens: int(env, 'ARMOR_MAX_NEW_TOKENS', 128, 1, 4096),
     },
     tmpDir: path.resolve(env.ARMOR_TMP_DIR || path.join(os.tmpdir(), 'armor-serve')),
-    resultsKept: int(env, 'ARMOR_RESULTS_KEPT', 1000, 0, 1000000),
+    store: {
+      dataDir: path.resolve(env.ARMOR_DATA_DIR || 'data'),
+      databaseUrl: databaseUrl(env),
+      leaseMs: int(env, 'ARMOR_LEASE_MS', 30000, 500, 3600000),
+      pollMs: int(env, 'ARMOR_POLL_MS', 500, 10, 60000),
+      maxAttempts: int(env, 'ARMOR_MAX_ATTEMPTS', 3, 1, 100),
+    },
+    webhooks: webhooks(env),
   };
+}
+
+function databaseUrl(env: Env): string | undefined {
+  const raw = env.ARMOR_DATABASE_URL;
+  if (!raw) return undefined;
+  if (!/^postgres(ql)?:\/\//.test(raw)) throw new ConfigError('ARMOR_DATABASE_URL must be a postgres:// or postgresql:// URL');
+  return raw;
+}
+
+function webhooks(env: Env): Config['webhooks'] {
+  try {
+    let endpoints: WebhookEndpoint[] = [];
+    if (env.ARMOR_WEBHOOKS_FILE && env.ARMOR_WEBHOOK_URL) {
+      throw new ConfigError('set ARMOR_WEBHOOKS_FILE or ARMOR_WEBHOOK_URL, not both');
+    } else if (env.ARMOR_WEBHOOKS_FILE) {
+      let text: string;
+      try {
+        text = readFileSync(env.ARMOR_WEBHOOKS_FILE, 'utf8');
+      } catch (err) {
+        throw new ConfigError(`ARMOR_WEBHOOKS_FILE=${env.ARMOR_WEBHOOKS_FILE} cannot be read: ${(err as Error).message}`);
+      }
+      endpoints = parseEndpointsFile(text, env.ARMOR_WEBHOOKS_FILE);
+    } else if (env.ARMOR_WEBHOOK_URL) {
+      endpoints = [singleEndpoint(env.ARMOR_WEBHOOK_URL, env.ARMOR_WEBHOOK_SECRET)];
+    } else if (env.ARMOR_WEBHOOK_SECRET) {
+      throw new ConfigError('ARMOR_WEBHOOK_SECRET is set without ARMOR_WEBHOOK_URL');
+    }
+    return {
+      endpoints,
+      schedule: parseSchedule(env.ARMOR_WEBHOOK_RETRY_SCHEDULE || '0,5s,5m,30m,2h,5h,10h,10h'),
+      timeoutMs: int(env, 'ARMOR_WEBHOOK_TIMEOUT_MS', 15000, 100, 120000),
+    };
+  } catch (err) {
+    if (err instanceof WebhookConfigError) throw new ConfigError(err.message);
+    throw err;
+  }
 }

@@ -33,6 +33,7 @@ t.test('POST /v1/episodes', async (t) => {
     PORT: '0',
     LOG_LEVEL: 'silent',
     ARMOR_TMP_DIR: tmpDir,
+    ARMOR_DATA_DIR: path.join(tmpDir, '..', `${path.basename(tmpDir)}-data`),
     ARMOR_WORKERS: '1',
     ARMOR_INTRA_OP_THREADS: '1',
     ARMOR_MAX_UPLOAD_BYTES: '400000',
@@ -45,6 +46,7 @@ t.test('POST /v1/episodes', async (t) => {
   t.teardown(async () => {
     await app.close();
     await rm(tmpDir, { recursive: true, force: true });
+    await rm(config.store.dataDir, { recursive: true, force: true });
   });
 
   const post = async (parts: Record<string, Blob | string | Blob[]>, filenames: Record<string, string> = {}) => {
@@ -86,7 +88,7 @@ t.test('POST /v1/episodes', async (t) => {
     t.ok(timings.total_ms >= timings.media_ms + timings.engine_ms - 0.1, 'total covers media and engine');
     const stored = await fetch(`${base}/v1/episodes/${String(body.episode_id)}`);
     t.equal(stored.status, 200);
-    t.same(((await stored.json()) as Json).detection, body.detection, 'GET /v1/episodes/:id returns the result');
+    t.match((await stored.json()) as Json, { id: body.episode_id, status: 'succeeded', mode: 'sync', result: { detection: body.detection } }, 'GET /v1/episodes/:id returns the stored episode and its result');
   });
 
   t.test('a vp9 webm clip and 4 tiled views are analysed', async (t) => {
@@ -216,9 +218,22 @@ t.test('POST /v1/episodes', async (t) => {
     const spec = await (await fetch(`${base}/openapi.yaml`)).text();
     t.equal(spec, await readFile(path.join(ROOT, 'openapi.yaml'), 'utf8'));
     const documented = [...spec.matchAll(/^ {2}(\/[^:]*):$/gm)].map((m) => m[1].replace(/\{(\w+)\}/g, ':$1')).sort();
-    const served = ['/v1/episodes', '/v1/episodes/:id', '/healthz', '/readyz', '/metrics', '/openapi.yaml', '/docs'].sort();
-    t.same(documented, served, 'openapi.yaml documents every route');
-    for (const route of served) t.ok(app.hasRoute({ method: route === '/v1/episodes' ? 'POST' : 'GET', url: route }), `${route} is served`);
+    const routes: [string, string][] = [
+      ['POST', '/v1/episodes'],
+      ['GET', '/v1/episodes'],
+      ['GET', '/v1/episodes/:id'],
+      ['GET', '/v1/webhook-deliveries'],
+      ['POST', '/v1/webhook-deliveries/:id/retry'],
+      ['GET', '/v1/webhook-endpoints'],
+      ['POST', '/v1/webhook-endpoints/:id/enable'],
+      ['GET', '/healthz'],
+      ['GET', '/readyz'],
+      ['GET', '/metrics'],
+      ['GET', '/openapi.yaml'],
+      ['GET', '/docs'],
+    ];
+    t.same(documented, [...new Set(routes.map(([, url]) => url))].sort(), 'openapi.yaml documents every route');
+    for (const [method, url] of routes) t.ok(app.hasRoute({ method, url }), `${method} ${url} is served`);
   });
 
   t.test('nothing is left behind: no temp file, no ffmpeg process', async (t) => {

@@ -10,7 +10,7 @@ import { FIXTURES } from './helpers.js';
 
 async function start(env: Record<string, string>) {
   const tmpDir = await mkdtemp(path.join(os.tmpdir(), 'armor-shed-test-'));
-  const config = loadConfig({ HOST: '127.0.0.1', LOG_LEVEL: 'silent', ARMOR_TMP_DIR: tmpDir, ARMOR_INTRA_OP_THREADS: '1', ...env });
+  const config = loadConfig({ HOST: '127.0.0.1', LOG_LEVEL: 'silent', ARMOR_TMP_DIR: path.join(tmpDir, 'tmp'), ARMOR_DATA_DIR: path.join(tmpDir, 'data'), ARMOR_INTRA_OP_THREADS: '1', ...env });
   const app = await buildServer(config);
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();

@@ -65,7 +65,7 @@ export class EpisodePipeline {
     const started = performance.now();
     const task = this.checkTask(req.task);
     this.checkCapacity();
-    const options = resolveOptions(req.options ?? {}, this.manifest.refinement, this.config.caps);
+    const options = resolveOptions(req.options ?? {}, this.manifest.refinement, this.config.caps, req.episodeId);
     const deadline = Date.now() + this.config.requestTimeoutMs;
     const { input, meta, mediaMs } = await this.loadMedia(req.media, task, req.signal);
     const result = await this.pool.run(input, { ...options, deadline }, req.signal);

@@ -12,7 +12,7 @@ export { EpisodePipeline } from './episode-pipeline.js';
 export type { EpisodeMedia, EpisodeRequest } from './episode-pipeline.js';
 export { PipelineError } from './errors.js';
 export { sniffFile } from '../media/index.js';
-export { parseRequestOptions, type RequestOptions } from './options.js';
+export { parseRequestOptions, seedForEpisode, type RequestOptions } from './options.js';
 export type { EpisodeResponse } from './response.js';
 
 export interface Runtime {

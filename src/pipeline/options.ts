@@ -1,6 +1,6 @@
 // Per-request refinement options: the bundle's defaults, overridden by the caller within the
 // server's caps.
-import { randomInt } from 'node:crypto';
+import { createHash, randomInt } from 'node:crypto';
 import type { RefinementOptions } from '../engine/types.js';
 import type { RefinementDefaults } from '../runtime/manifest.js';
 import { PipelineError } from './errors.js';
@@ -65,8 +65,16 @@ export function parseRequestOptions(raw: string | undefined, caps: OptionCaps): 
   };
 }
 
-/** Request options over bundle defaults. A missing seed is drawn at random and reported. */
-export function resolveOptions(request: RequestOptions, defaults: RefinementDefaults, caps: OptionCaps): RefinementOptions {
+/** The seed of an episode whose client gave none: a re-run of the same id gives the same answer. */
+export function seedForEpisode(episodeId: string): number {
+  return createHash('sha256').update(`armor-serve/seed/${episodeId}`).digest().readUInt32BE(0);
+}
+
+/**
+ * Request options over bundle defaults. A missing seed is derived from the episode id, or
+ * drawn at random when there is none; either way it is reported.
+ */
+export function resolveOptions(request: RequestOptions, defaults: RefinementDefaults, caps: OptionCaps, episodeId?: string): RefinementOptions {
   return {
     trajectories: Math.min(request.trajectories ?? defaults.trajectories, caps.maxTrajectories),
     maxRounds: Math.min(request.max_rounds ?? defaults.max_rounds, caps.maxRounds),
@@ -75,6 +83,6 @@ export function resolveOptions(request: RequestOptions, defaults: RefinementDefa
     temperature: request.temperature ?? defaults.temperature,
     topP: request.top_p ?? defaults.top_p,
     maxNewTokens: Math.min(request.max_new_tokens ?? defaults.max_new_tokens, caps.maxNewTokens),
-    seed: request.seed ?? randomInt(0, 2 ** 32 - 1),
+    seed: request.seed ?? (episodeId !== undefined ? seedForEpisode(episodeId) : randomInt(0, 2 ** 32 - 1)),
   };
 }

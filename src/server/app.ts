@@ -5,18 +5,23 @@ import underPressure from '@fastify/under-pressure';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Config } from '../config.js';
+import type { EpisodeService } from '../jobs/index.js';
 import type { EpisodePipeline, Runtime } from '../pipeline/index.js';
-import { ServiceMetrics } from './metrics.js';
+import type { WebhookDispatcher } from '../webhooks/index.js';
+import type { ServiceMetrics } from './metrics.js';
 import errorsPlugin from './plugins/app/errors.js';
 import docsRoutes from './routes/docs.js';
 import episodeRoutes from './routes/episodes.js';
 import healthRoutes from './routes/health.js';
+import webhookRoutes from './routes/webhooks.js';
 
 export interface ArmorContext {
   config: Config;
   runtime: Runtime;
   pipeline: EpisodePipeline;
   metrics: ServiceMetrics;
+  episodes: EpisodeService;
+  dispatcher: WebhookDispatcher;
   shuttingDown: boolean;
 }
 
@@ -29,19 +34,15 @@ declare module 'fastify' {
 export interface AppOptions {
   config: Config;
   runtime: Runtime;
+  metrics: ServiceMetrics;
+  episodes: EpisodeService;
+  dispatcher: WebhookDispatcher;
 }
 
 async function app(fastify: FastifyInstance, opts: AppOptions): Promise<void> {
-  const { config, runtime } = opts;
+  const { config, runtime, metrics, episodes, dispatcher } = opts;
   const m = runtime.bundle.manifest;
-  const metrics = new ServiceMetrics({
-    queueDepth: () => runtime.pool.queueDepth,
-    busyWorkers: () => runtime.pool.busyWorkers,
-    workers: () => runtime.pool.size,
-    model: { name: m.name, version: m.version },
-    provider: () => runtime.pool.status.provider,
-  });
-  fastify.decorate('armor', { config, runtime, pipeline: runtime.pipeline, metrics, shuttingDown: false });
+  fastify.decorate('armor', { config, runtime, pipeline: runtime.pipeline, metrics, episodes, dispatcher, shuttingDown: false });
   fastify.addHook('preClose', async () => {
     fastify.armor.shuttingDown = true;
   });
@@ -71,6 +72,7 @@ async function app(fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(healthRoutes);
   await fastify.register(docsRoutes);
   await fastify.register(episodeRoutes);
+  await fastify.register(webhookRoutes);
 }
 
 // Not encapsulated, so the server entry, health checks and tests see `fastify.armor`.

@@ -3,6 +3,7 @@
 // cannot blow up the series count.
 import client from 'prom-client';
 import type { EpisodeResponse } from '../pipeline/index.js';
+import type { EpisodeOutcome, StoreStats } from '../store/index.js';
 
 export interface MetricsSources {
   queueDepth: () => number;
@@ -10,6 +11,7 @@ export interface MetricsSources {
   workers: () => number;
   model: { name: string; version: string };
   provider: () => string;
+  storeStats: () => Promise<StoreStats>;
 }
 
 const STAGES = ['media', 'queue', 'preprocess', 'vision', 'prefix', 'suffix_prefill', 'detection', 'decode', 'total'] as const;
@@ -21,6 +23,7 @@ export class ServiceMetrics {
   private readonly stages: client.Histogram<'stage'>;
   private readonly rounds: client.Histogram;
   private readonly stops: client.Counter<'reason'>;
+  private readonly deliveries: client.Counter<'endpoint' | 'outcome'>;
   private readonly cells = new Set<string>();
   private readonly maxCells: number;
 
@@ -49,6 +52,45 @@ export class ServiceMetrics {
       registers,
     });
     this.stops = new client.Counter({ name: 'armor_stop_reason_total', help: 'Why refinement stopped.', labelNames: ['reason'], registers });
+    this.deliveries = new client.Counter({
+      name: 'armor_webhook_deliveries_total',
+      help: 'Webhook delivery attempts by endpoint and outcome (2xx, 3xx, 4xx, 5xx, timeout, network_error).',
+      labelNames: ['endpoint', 'outcome'],
+      registers,
+    });
+    // One store query per scrape serves the three store gauges.
+    let pending: Promise<StoreStats> | undefined;
+    const stats = () => {
+      pending ??= sources.storeStats().finally(() => setTimeout(() => (pending = undefined), 250).unref());
+      return pending;
+    };
+    new client.Gauge({
+      name: 'armor_episodes_stored',
+      help: 'Episodes in the durable store by status (the same figure on every replica sharing a database).',
+      labelNames: ['status'],
+      registers,
+      async collect() {
+        const s = await stats();
+        for (const [status, n] of Object.entries(s.episodes)) this.set({ status }, n);
+      },
+    });
+    new client.Gauge({
+      name: 'armor_webhook_backlog_messages',
+      help: 'Webhook deliveries not yet delivered and not given up on.',
+      registers,
+      async collect() {
+        this.set((await stats()).pendingDeliveries);
+      },
+    });
+    new client.Gauge({
+      name: 'armor_webhook_oldest_pending_age_seconds',
+      help: 'Age of the oldest webhook delivery not yet delivered (0 when there is none).',
+      registers,
+      async collect() {
+        const oldest = (await stats()).oldestPendingDeliveryAt;
+        this.set(oldest === null ? 0 : Math.max(0, (Date.now() - oldest) / 1000));
+      },
+    });
     new client.Gauge({ name: 'armor_queue_depth', help: 'Episodes waiting for an engine worker.', registers, collect() { this.set(sources.queueDepth()); } });
     new client.Gauge({ name: 'armor_engine_workers_busy', help: 'Engine workers running an episode.', registers, collect() { this.set(sources.busyWorkers()); } });
     new client.Gauge({ name: 'armor_engine_workers', help: 'Engine workers started.', registers, collect() { this.set(sources.workers()); } });
@@ -94,5 +136,15 @@ export class ServiceMetrics {
 
   observeError(code: string): void {
     this.errors.inc({ code });
+  }
+
+  /** An episode's recorded outcome. A sync request's error is counted by its route, once. */
+  observeOutcome(episode: { mode: 'sync' | 'async' }, outcome: EpisodeOutcome): void {
+    if (outcome.status === 'succeeded') this.observeEpisode(outcome.result as EpisodeResponse);
+    else if (episode.mode === 'async') this.observeError(outcome.error.code);
+  }
+
+  observeDelivery(endpoint: string, outcome: string): void {
+    this.deliveries.inc({ endpoint, outcome });
   }
 }

@@ -1,10 +1,17 @@
-// Entry point of `armor-serve serve`: configuration, runtime, Fastify, graceful shutdown.
+// Entry point of `armor-serve serve`: configuration, store, runtime, the async runner and the
+// webhook dispatcher, Fastify, graceful shutdown.
+import os from 'node:os';
+import { randomBytes } from 'node:crypto';
 import closeWithGrace from 'close-with-grace';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Config } from '../config.js';
+import { EpisodeRunner, EpisodeService } from '../jobs/index.js';
 import { startRuntime } from '../pipeline/index.js';
+import { openStore } from '../store/index.js';
+import { WebhookDispatcher } from '../webhooks/index.js';
 import app from './app.js';
 import { sweepStaleUploads } from './ingest.js';
+import { ServiceMetrics } from './metrics.js';
 
 export async function buildServer(config: Config): Promise<FastifyInstance> {
   const fastify = Fastify({
@@ -19,10 +26,71 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   });
   const swept = await sweepStaleUploads(config.tmpDir);
   if (swept > 0) fastify.log.warn({ swept, dir: config.tmpDir }, 'removed stale upload directories');
-  const runtime = await startRuntime(config, fastify.log);
-  fastify.addHook('onClose', async () => runtime.close());
+  const store = await openStore(config.store);
+  fastify.log.info({ dialect: store.dialect, dir: store.dialect === 'sqlite' ? config.store.dataDir : undefined }, 'episode store open');
+  if (store.dialect === 'sqlite') {
+    // One process owns a SQLite data dir: whatever a previous run left claimed is dead.
+    const recovered = await store.recoverOwnedClaims();
+    if (recovered.requeued + recovered.removed > 0) fastify.log.warn(recovered, 'recovered episodes interrupted by the last shutdown');
+  }
+  let runtime;
   try {
-    await fastify.register(app, { config, runtime });
+    runtime = await startRuntime(config, fastify.log);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  const m = runtime.bundle.manifest;
+  // Names this process's claims in the store (replicas share a Postgres).
+  const owner = `${os.hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+  const metrics = new ServiceMetrics({
+    queueDepth: () => runtime.pool.queueDepth,
+    busyWorkers: () => runtime.pool.busyWorkers,
+    workers: () => runtime.pool.size,
+    model: { name: m.name, version: m.version },
+    provider: () => runtime.pool.status.provider,
+    storeStats: () => store.stats(),
+  });
+  const dispatcher = new WebhookDispatcher(store, config.webhooks.endpoints, {
+    owner,
+    schedule: config.webhooks.schedule,
+    timeoutMs: config.webhooks.timeoutMs,
+    pollMs: config.store.pollMs,
+    userAgent: `armor-serve (${m.name} ${m.version})`,
+    log: fastify.log,
+    onAttempt: (endpoint, outcome) => metrics.observeDelivery(endpoint, outcome),
+  });
+  const episodes = new EpisodeService(store, runtime.pipeline, {
+    owner,
+    syncLeaseMs: config.requestTimeoutMs * 2 + 60000,
+    endpoints: config.webhooks.endpoints,
+    onOutboxWritten: () => dispatcher.wake(),
+    onQueued: () => runner.wake(),
+    onFinished: (episode, outcome) => metrics.observeOutcome(episode, outcome),
+  });
+  const runner = new EpisodeRunner(episodes, {
+    leaseMs: config.store.leaseMs,
+    pollMs: config.store.pollMs,
+    maxAttempts: config.store.maxAttempts,
+    // One more than the workers: the next episode's media decodes while the engine runs the current one.
+    concurrency: config.workers + 1,
+    tmpDir: config.tmpDir,
+    hasCapacity: () => runtime.pool.hasCapacity,
+    log: fastify.log,
+  });
+  fastify.addHook('onClose', async () => {
+    runner.stop();
+    await dispatcher.stop();
+    await runtime.close();
+    await runner.drained();
+    await store.close();
+  });
+  fastify.addHook('onReady', async () => {
+    runner.start();
+    dispatcher.start();
+  });
+  try {
+    await fastify.register(app, { config, runtime, metrics, episodes, dispatcher });
     await fastify.ready();
   } catch (err) {
     await fastify.close();

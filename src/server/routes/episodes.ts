@@ -1,15 +1,52 @@
-// POST /v1/episodes (synchronous analysis) and GET /v1/episodes/:id (a recent result).
-import type { FastifyInstance } from 'fastify';
-import { parseRequestOptions, type EpisodeResponse } from '../../pipeline/index.js';
+// POST /v1/episodes (synchronous, or asynchronous with Prefer: respond-async), GET one
+// episode, and the newest-first list.
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { EpisodeRecord } from '../../store/index.js';
+import { parseRequestOptions, PipelineError } from '../../pipeline/index.js';
 import { apiErrorCode, errorBody } from '../plugins/app/errors.js';
-import { EpisodeParams, EpisodeResult } from '../schemas/episode.js';
+import { Episode, EpisodeList, EpisodeListQuery, EpisodeParams, EpisodeResult } from '../schemas/episode.js';
 import { ErrorBody } from '../schemas/errors.js';
 import { withIngest } from '../ingest.js';
-import { RecentResults } from '../recent-results.js';
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+export function episodeView(e: EpisodeRecord) {
+  return {
+    id: e.id,
+    status: e.status,
+    mode: e.mode,
+    cell_id: e.cellId,
+    task: e.task,
+    media_sha256: e.mediaSha256,
+    label: e.label,
+    attempts: e.attempts,
+    created_at: iso(e.createdAt) as string,
+    updated_at: iso(e.updatedAt) as string,
+    started_at: iso(e.startedAt),
+    finished_at: iso(e.finishedAt),
+    ...(e.result !== null ? { result: e.result } : {}),
+    ...(e.error ? { error: { code: e.error.code, message: e.error.message } } : {}),
+  };
+}
+
+/** RFC 7240: `Prefer: respond-async` (among other preferences, in any case). */
+export function prefersAsync(header: string | string[] | undefined): boolean {
+  const values = Array.isArray(header) ? header : header ? [header] : [];
+  return values.some((v) => v.split(',').some((p) => p.split(/[;=]/)[0].trim().toLowerCase() === 'respond-async'));
+}
+
+function parseSince(raw: string | undefined): number | undefined {
+  if (raw === undefined) return undefined;
+  const ms = /^\d+$/.test(raw) ? Number(raw) : Date.parse(raw);
+  if (!Number.isFinite(ms)) throw new PipelineError('invalid_request', 'since must be an RFC 3339 time or epoch milliseconds', 400);
+  return ms;
+}
 
 export default async function episodeRoutes(app: FastifyInstance): Promise<void> {
-  const { pipeline, config, metrics } = app.armor;
-  const recent = new RecentResults<EpisodeResponse>(config.resultsKept);
+  const { pipeline, config, metrics, episodes } = app.armor;
+
+  const accepted = (reply: FastifyReply, episode: EpisodeRecord) =>
+    reply.code(202).header('location', `/v1/episodes/${encodeURIComponent(episode.id)}`).header('preference-applied', 'respond-async').send(episodeView(episode));
 
   app.post(
     '/v1/episodes',
@@ -17,10 +54,11 @@ export default async function episodeRoutes(app: FastifyInstance): Promise<void>
       schema: {
         summary: 'Analyse one pick episode (multipart: video or views, task, cell_id, episode_id, options)',
         consumes: ['multipart/form-data'],
-        response: { 200: EpisodeResult, '4xx': ErrorBody, '5xx': ErrorBody },
+        response: { 200: EpisodeResult, 202: Episode, '4xx': ErrorBody, '5xx': ErrorBody },
       },
     },
     async (request, reply) => {
+      const mode = prefersAsync(request.headers.prefer) ? 'async' : 'sync';
       // The request going away (client timeout, robot reboot) stops ffmpeg and unqueues the job.
       // (The response's 'close' before it finished means the connection dropped; the request's
       // own 'close' fires as soon as its body is read, so it cannot tell.)
@@ -30,31 +68,40 @@ export default async function episodeRoutes(app: FastifyInstance): Promise<void>
       };
       reply.raw.once('close', onClose);
       try {
-        // Shed load before reading (and decoding) an upload the engine could not take.
-        pipeline.checkCapacity();
-        const result = await withIngest(request, config.tmpDir, async ({ media, fields }) => {
-          const options = parseRequestOptions(fields.options, config.caps);
-          if (fields.episode_id && recent.has(fields.episode_id)) {
-            return recent.get(fields.episode_id) as EpisodeResponse;
-          }
-          return pipeline.analyze({
+        if (app.armor.shuttingDown) throw new PipelineError('shutting_down', 'the server is shutting down', 503);
+        // Shed load before reading (and decoding) an upload the engine could not take. An
+        // async episode only needs the store.
+        if (mode === 'sync') pipeline.checkCapacity();
+        const deadline = Date.now() + config.requestTimeoutMs;
+        const outcome = await withIngest(request, config.tmpDir, async ({ media, fields }) =>
+          episodes.submit({
             media,
             task: fields.task ?? '',
             cellId: fields.cell_id,
             episodeId: fields.episode_id,
-            options,
+            options: parseRequestOptions(fields.options, config.caps),
+            mode,
             signal: aborted.signal,
-          });
-        });
-        if (!recent.has(result.episode_id)) {
-          recent.set(result.episode_id, result);
-          metrics.observeEpisode(result);
-        }
-        request.log.info(
-          { episode_id: result.episode_id, cell_id: result.cell_id, label: result.detection.label, rounds: result.rounds.length, stop: result.stop_reason, ms: result.timings.total_ms },
-          'episode analysed',
+          }),
         );
-        return result;
+        if (outcome.kind === 'accepted') {
+          request.log.info({ episode_id: outcome.episode.id, cell_id: outcome.episode.cellId }, 'episode queued');
+          return accepted(reply, outcome.episode);
+        }
+        if (outcome.kind === 'analysed') {
+          const result = outcome.result;
+          request.log.info(
+            { episode_id: result.episode_id, cell_id: result.cell_id, label: result.detection.label, rounds: result.rounds.length, stop: result.stop_reason, ms: result.timings.total_ms },
+            'episode analysed',
+          );
+          return result;
+        }
+        // The same episode again (a retry): its stored answer, never a second run.
+        if (mode === 'async') return accepted(reply, outcome.episode);
+        const final = await episodes.waitFinal(outcome.episode.id, deadline, aborted.signal);
+        if (!final) throw new PipelineError('deadline_exceeded', `episode ${outcome.episode.id} is still being analysed; GET it later`, 503);
+        if (final.status === 'failed' && final.error) throw new PipelineError(final.error.code, final.error.message, final.error.status);
+        return final.result;
       } catch (err) {
         metrics.observeError(apiErrorCode(err as { code?: unknown; statusCode?: number }));
         throw err;
@@ -64,10 +111,24 @@ export default async function episodeRoutes(app: FastifyInstance): Promise<void>
     },
   );
 
-  app.get('/v1/episodes/:id', { schema: { params: EpisodeParams, response: { 200: EpisodeResult, '4xx': ErrorBody } } }, async (request, reply) => {
-    const { id } = request.params as { id: string };
-    const found = recent.get(id);
-    if (!found) return reply.code(404).send(errorBody('episode_not_found', `no recent result for episode ${id}`));
-    return found;
-  });
+  app.get(
+    '/v1/episodes/:id',
+    { schema: { summary: 'One episode: its status, and its result or error', params: EpisodeParams, response: { 200: Episode, '4xx': ErrorBody, '5xx': ErrorBody } } },
+    async (request, reply) => {
+      const { id } = request.params as { id: string };
+      const found = await episodes.store.getEpisode(id);
+      if (!found) return reply.code(404).send(errorBody('episode_not_found', `no episode ${id}`));
+      return episodeView(found);
+    },
+  );
+
+  app.get(
+    '/v1/episodes',
+    { schema: { summary: 'Episodes, newest first, with cursor pagination', querystring: EpisodeListQuery, response: { 200: EpisodeList, '4xx': ErrorBody, '5xx': ErrorBody } } },
+    async (request) => {
+      const q = request.query as { cell_id?: string; status?: EpisodeRecord['status']; since?: string; limit?: number; cursor?: string };
+      const page = await episodes.store.listEpisodes({ cellId: q.cell_id, status: q.status, since: parseSince(q.since), limit: q.limit ?? 50, cursor: q.cursor });
+      return { items: page.items.map(episodeView), next_cursor: page.nextCursor };
+    },
+  );
 }

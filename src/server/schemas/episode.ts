@@ -57,3 +57,42 @@ export const EpisodeResult = Type.Object(
 export type EpisodeResult = Static<typeof EpisodeResult>;
 
 export const EpisodeParams = Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9._:-]{1,128}$' }) });
+
+const Timestamp = Type.String({ format: 'date-time' });
+
+/** An episode as stored: its status, and its result or error once it has one. */
+export const Episode = Type.Object(
+  {
+    id: Type.String(),
+    status: Type.Union([Type.Literal('queued'), Type.Literal('running'), Type.Literal('succeeded'), Type.Literal('failed')]),
+    mode: Type.Union([Type.Literal('sync'), Type.Literal('async')]),
+    cell_id: Nullable(Type.String()),
+    task: Type.String(),
+    media_sha256: Type.String(),
+    label: Nullable(Type.String()),
+    attempts: Type.Integer({ description: 'Runs started for this episode (more than 1 after a crash or a lost claim).' }),
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    started_at: Nullable(Timestamp),
+    finished_at: Nullable(Timestamp),
+    result: Type.Optional(EpisodeResult),
+    error: Type.Optional(Type.Object({ code: Type.String(), message: Type.String() })),
+  },
+  { $id: 'Episode' },
+);
+
+export const EpisodeList = Type.Object({
+  items: Type.Array(Episode),
+  next_cursor: Nullable(Type.String()),
+});
+
+export const EpisodeListQuery = Type.Object(
+  {
+    cell_id: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._:-]{1,128}$' })),
+    status: Type.Optional(Type.Union([Type.Literal('queued'), Type.Literal('running'), Type.Literal('succeeded'), Type.Literal('failed')])),
+    since: Type.Optional(Type.String({ description: 'Only episodes created at or after this time (RFC 3339 or epoch milliseconds).' })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50 })),
+    cursor: Type.Optional(Type.String({ maxLength: 512 })),
+  },
+  { additionalProperties: false },
+);

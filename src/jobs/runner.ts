@@ -1,0 +1,145 @@
+// Runs asynchronous episodes: claims queued ones (or ones whose claim expired because their
+// replica died) from the store, writes their media to a temp dir, runs them through the
+// pipeline, and records the outcome. Claims are renewed while an episode runs.
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { EpisodeMedia, RequestOptions } from '../pipeline/index.js';
+import type { EpisodeRecord, EpisodeStore } from '../store/index.js';
+import { errorOutcome, isFinalError, type EpisodeService } from './episodes.js';
+
+export interface RunnerOptions {
+  leaseMs: number;
+  pollMs: number;
+  maxAttempts: number;
+  /** Episodes run at once (the engine workers' number: more would only queue in the pool). */
+  concurrency: number;
+  tmpDir: string;
+  /** Whether the engine could take an episode now. */
+  hasCapacity: () => boolean;
+  log: { warn: (obj: object, msg: string) => void; info: (obj: object, msg: string) => void };
+}
+
+export class EpisodeRunner {
+  private readonly service: EpisodeService;
+  private readonly store: EpisodeStore;
+  private readonly o: RunnerOptions;
+  private readonly inflight = new Map<string, { abort: AbortController; done: Promise<void> }>();
+  private timer: NodeJS.Timeout | undefined;
+  private filling = false;
+  private stopped = false;
+  private backoffUntil = 0;
+
+  constructor(service: EpisodeService, options: RunnerOptions) {
+    this.service = service;
+    this.store = service.store;
+    this.o = options;
+  }
+
+  get running(): number {
+    return this.inflight.size;
+  }
+
+  start(): void {
+    this.schedule(0);
+  }
+
+  /** An episode was queued here: claim it now rather than at the next poll. */
+  wake(): void {
+    if (!this.stopped) this.schedule(0);
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopped) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.fill(), ms);
+    this.timer.unref();
+  }
+
+  private async fill(): Promise<void> {
+    if (this.filling || this.stopped) return;
+    this.filling = true;
+    try {
+      await this.store.sweepAbandonedSync();
+      while (!this.stopped && this.inflight.size < this.o.concurrency && Date.now() >= this.backoffUntil && this.o.hasCapacity()) {
+        const episode = await this.store.claimEpisode(this.service.owner, this.o.leaseMs);
+        if (!episode) break;
+        this.launch(episode);
+      }
+    } catch (err) {
+      this.o.log.warn({ err: (err as Error).message }, 'episode runner could not read the store');
+    } finally {
+      this.filling = false;
+      this.schedule(this.o.pollMs);
+    }
+  }
+
+  private launch(episode: EpisodeRecord): void {
+    const abort = new AbortController();
+    const heartbeat = setInterval(() => {
+      this.store.renewLease(episode.id, this.service.owner, this.o.leaseMs).then(
+        (held) => {
+          // Another replica took it over (this one stalled past the lease): stop wasting work.
+          if (!held) abort.abort('lost');
+        },
+        (err: Error) => this.o.log.warn({ episode_id: episode.id, err: err.message }, 'could not renew an episode claim'),
+      );
+    }, Math.max(100, Math.floor(this.o.leaseMs / 3)));
+    heartbeat.unref();
+    const done = this.runOne(episode, abort.signal).finally(() => {
+      clearInterval(heartbeat);
+      this.inflight.delete(episode.id);
+      this.schedule(0);
+    });
+    this.inflight.set(episode.id, { abort, done });
+  }
+
+  private async runOne(episode: EpisodeRecord, signal: AbortSignal): Promise<void> {
+    const dir = await mkdir(this.o.tmpDir, { recursive: true }).then(() => mkdtemp(path.join(this.o.tmpDir, 'episode-')));
+    try {
+      const files = await this.store.loadMedia(episode.id);
+      if (files.length === 0) {
+        await this.service.finish(episode, { status: 'failed', error: { code: 'media_lost', message: 'the episode media is no longer stored', status: 500 } });
+        return;
+      }
+      const paths: string[] = [];
+      for (const [i, f] of files.entries()) {
+        const file = path.join(dir, `${i}-${f.name.replace(/[^A-Za-z0-9._-]/g, '_')}`);
+        await writeFile(file, f.bytes);
+        paths.push(file);
+      }
+      const media: EpisodeMedia = episode.mediaKind === 'video' ? { kind: 'video', file: paths[0] } : { kind: 'tiles', files: paths };
+      await this.service.run(episode, media, episode.options as RequestOptions, signal);
+      this.o.log.info({ episode_id: episode.id, attempt: episode.attempts }, 'async episode finished');
+    } catch (err) {
+      const e = err as Error & { statusCode?: number; code?: string };
+      if (isFinalError(e) || signal.reason === 'lost') return; // recorded by run(), or no longer ours
+      if (this.stopped) {
+        await this.store.releaseEpisode(episode.id, this.service.owner);
+        return;
+      }
+      if (episode.attempts >= this.o.maxAttempts) {
+        this.o.log.warn({ episode_id: episode.id, attempts: episode.attempts, err: e.message }, 'async episode failed on its last attempt');
+        await this.service.finish(episode, errorOutcome(e));
+        return;
+      }
+      // Transient (no worker, shutting down, a crashed worker): back to the queue, and a pause.
+      this.o.log.warn({ episode_id: episode.id, attempt: episode.attempts, code: e.code, err: e.message }, 'async episode put back in the queue');
+      this.backoffUntil = Date.now() + this.o.pollMs * 4;
+      await this.store.releaseEpisode(episode.id, this.service.owner);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  /** Stops claiming. Episodes still running go back to the queue once the engine stops them. */
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    for (const job of this.inflight.values()) job.abort.abort('stopping');
+  }
+
+  /** Resolves when every episode this runner started has been recorded or released. */
+  async drained(): Promise<void> {
+    await Promise.allSettled([...this.inflight.values()].map((job) => job.done));
+  }
+}

@@ -1,0 +1,86 @@
+// Webhook deliveries (list, re-send one) and endpoints (list, enable one a 410 disabled).
+import type { FastifyInstance } from 'fastify';
+import type { DeliveryRecord } from '../../store/index.js';
+import { errorBody } from '../plugins/app/errors.js';
+import { ErrorBody } from '../schemas/errors.js';
+import { Delivery, DeliveryList, DeliveryListQuery, EndpointList, IdParams } from '../schemas/webhooks.js';
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+function deliveryView(d: DeliveryRecord) {
+  return {
+    id: d.id,
+    message_id: d.messageId,
+    episode_id: d.episodeId,
+    event_type: d.eventType,
+    endpoint_id: d.endpointId,
+    status: d.status,
+    attempts: d.attempts,
+    next_attempt_at: d.status === 'pending' ? iso(d.nextAttemptAt) : null,
+    last_status_code: d.lastStatusCode,
+    last_error: d.lastError,
+    last_attempt_at: iso(d.lastAttemptAt),
+    created_at: iso(d.createdAt) as string,
+  };
+}
+
+/** An endpoint's URL without credentials or query (which may hold tokens). */
+function safeUrl(url: string): string {
+  const u = new URL(url);
+  return `${u.protocol}//${u.host}${u.pathname}`;
+}
+
+export default async function webhookRoutes(app: FastifyInstance): Promise<void> {
+  const { episodes, config, dispatcher } = app.armor;
+  const store = episodes.store;
+  const errors = { '4xx': ErrorBody, '5xx': ErrorBody };
+
+  app.get(
+    '/v1/webhook-deliveries',
+    { schema: { summary: 'Webhook deliveries, newest first (filter by status, endpoint, episode)', querystring: DeliveryListQuery, response: { 200: DeliveryList, ...errors } } },
+    async (request) => {
+      const q = request.query as { status?: DeliveryRecord['status']; endpoint_id?: string; episode_id?: string; limit?: number; cursor?: string };
+      const page = await store.listDeliveries({ status: q.status, endpointId: q.endpoint_id, episodeId: q.episode_id, limit: q.limit ?? 50, cursor: q.cursor });
+      return { items: page.items.map(deliveryView), next_cursor: page.nextCursor };
+    },
+  );
+
+  app.post(
+    '/v1/webhook-deliveries/:id/retry',
+    { schema: { summary: 'Send a delivery again now (same webhook-id), with a fresh attempt budget', params: IdParams, response: { 202: Delivery, ...errors } } },
+    async (request, reply) => {
+      const { id } = request.params as { id: string };
+      const found = await store.getDelivery(id);
+      if (!found) return reply.code(404).send(errorBody('delivery_not_found', `no webhook delivery ${id}`));
+      if (found.status === 'succeeded') return reply.code(409).send(errorBody('already_delivered', `delivery ${id} already succeeded`));
+      const disabled = (await store.disabledEndpoints()).get(found.endpointId);
+      if (disabled) {
+        return reply.code(409).send(errorBody('endpoint_disabled', `endpoint ${found.endpointId} is disabled (${disabled.reason}); enable it first`));
+      }
+      const retried = (await store.retryDelivery(id)) as DeliveryRecord;
+      dispatcher.wake();
+      return reply.code(202).send(deliveryView(retried));
+    },
+  );
+
+  app.get('/v1/webhook-endpoints', { schema: { summary: 'Configured webhook endpoints and whether each is disabled', response: { 200: EndpointList, ...errors } } }, async () => {
+    const disabled = await store.disabledEndpoints();
+    return {
+      items: config.webhooks.endpoints.map((e) => {
+        const d = disabled.get(e.id);
+        return { id: e.id, url: safeUrl(e.url), events: e.events, cell_ids: e.cellIds, disabled: !!d, disabled_at: d ? iso(d.at) : null, disabled_reason: d?.reason ?? null };
+      }),
+    };
+  });
+
+  app.post(
+    '/v1/webhook-endpoints/:id/enable',
+    { schema: { summary: 'Enable an endpoint that was disabled (after a 410 Gone)', params: IdParams, response: { 204: { type: 'null' }, ...errors } } },
+    async (request, reply) => {
+      const { id } = request.params as { id: string };
+      if (!config.webhooks.endpoints.some((e) => e.id === id)) return reply.code(404).send(errorBody('endpoint_not_found', `no webhook endpoint ${id}`));
+      await store.enableEndpoint(id);
+      return reply.code(204).send();
+    },
+  );
+}

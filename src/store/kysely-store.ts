@@ -1,0 +1,465 @@
+// One EpisodeStore for both engines: the same Kysely queries run on SQLite (embedded,
+// one process) and PostgreSQL (several replicas; claims skip rows another replica locked).
+import { Kysely, sql, type Transaction } from 'kysely';
+import type { Database } from './schema.js';
+import type {
+  AttemptOutcome,
+  CreateOutcome,
+  DeliveryFilter,
+  DeliveryRecord,
+  Dialect,
+  DueDelivery,
+  EpisodeFilter,
+  EpisodeOutcome,
+  EpisodeRecord,
+  EpisodeStore,
+  MediaFile,
+  NewEpisode,
+  OutboxMessage,
+  Page,
+  StoreStats,
+} from './types.js';
+
+type EpisodeRow = Database['episodes'];
+type Tx = Transaction<Database>;
+
+function encodeCursor(createdAt: number, id: string): string {
+  return Buffer.from(JSON.stringify([createdAt, id])).toString('base64url');
+}
+
+export class InvalidCursorError extends Error {
+  readonly code = 'invalid_cursor';
+  readonly statusCode = 400;
+  constructor() {
+    super('cursor is not one this server returned');
+  }
+}
+
+function decodeCursor(cursor: string): [number, string] {
+  try {
+    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
+    if (Array.isArray(value) && typeof value[0] === 'number' && typeof value[1] === 'string') return [value[0], value[1]];
+  } catch {
+    // fall through
+  }
+  throw new InvalidCursorError();
+}
+
+function toEpisode(row: EpisodeRow): EpisodeRecord {
+  return {
+    id: row.id,
+    cellId: row.cell_id,
+    task: row.task,
+    status: row.status,
+    mode: row.mode,
+    mediaSha256: row.media_sha256,
+    mediaKind: row.media_kind,
+    options: JSON.parse(row.options) as Record<string, unknown>,
+    result: row.result === null ? null : (JSON.parse(row.result) as unknown),
+    label: row.label,
+    error: row.error_code === null ? null : { code: row.error_code, message: row.error_message ?? '', status: row.error_status ?? 500 },
+    attempts: row.attempts,
+    leaseOwner: row.lease_owner,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+  };
+}
+
+const DELIVERY_COLUMNS = [
+  'd.id',
+  'd.message_id',
+  'm.episode_id',
+  'm.event_type',
+  'd.endpoint_id',
+  'd.status',
+  'd.attempts',
+  'd.next_attempt_at',
+  'd.last_status_code',
+  'd.last_error',
+  'd.last_attempt_at',
+  'd.created_at',
+  'd.updated_at',
+] as const;
+
+interface DeliveryRow {
+  id: string;
+  message_id: string;
+  episode_id: string;
+  event_type: string;
+  endpoint_id: string;
+  status: DeliveryRecord['status'];
+  attempts: number;
+  next_attempt_at: number;
+  last_status_code: number | null;
+  last_error: string | null;
+  last_attempt_at: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+function toDelivery(row: DeliveryRow): DeliveryRecord {
+  return {
+    id: row.id,
+    messageId: row.message_id,
+    episodeId: row.episode_id,
+    eventType: row.event_type,
+    endpointId: row.endpoint_id,
+    status: row.status,
+    attempts: row.attempts,
+    nextAttemptAt: row.next_attempt_at,
+    lastStatusCode: row.last_status_code,
+    lastError: row.last_error,
+    lastAttemptAt: row.last_attempt_at,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+export class KyselyStore implements EpisodeStore {
+  readonly dialect: Dialect;
+  private readonly db: Kysely<Database>;
+  /** Milliseconds now; a test may move it. */
+  now: () => number = Date.now;
+
+  constructor(db: Kysely<Database>, dialect: Dialect) {
+    this.db = db;
+    this.dialect = dialect;
+  }
+
+  /** Postgres locks the claimed rows and skips those another replica holds; SQLite has one writer. */
+  private lockForClaim<Q extends { forUpdate(): Q; skipLocked(): Q }>(query: Q): Q {
+    return this.dialect === 'postgres' ? query.forUpdate().skipLocked() : query;
+  }
+
+  async createEpisode(e: NewEpisode): Promise<CreateOutcome> {
+    const now = this.now();
+    return this.db.transaction().execute(async (trx) => {
+      const inserted = await trx
+        .insertInto('episodes')
+        .values({
+          id: e.id,
+          cell_id: e.cellId,
+          task: e.task,
+          status: e.owner ? 'running' : 'queued',
+          mode: e.mode,
+          media_sha256: e.mediaSha256,
+          media_kind: e.mediaKind,
+          options: JSON.stringify(e.options),
+          result: null,
+          label: null,
+          error_code: null,
+          error_message: null,
+          error_status: null,
+          attempts: e.owner ? 1 : 0,
+          lease_owner: e.owner?.id ?? null,
+          lease_until: e.owner ? now + e.owner.leaseMs : null,
+          created_at: now,
+          updated_at: now,
+          started_at: e.owner ? now : null,
+          finished_at: null,
+        })
+        .onConflict((oc) => oc.column('id').doNothing())
+        .returningAll()
+        .executeTakeFirst();
+      if (!inserted) {
+        const existing = await trx.selectFrom('episodes').selectAll().where('id', '=', e.id).executeTakeFirstOrThrow();
+        return { created: false, episode: toEpisode(existing) };
+      }
+      if (e.media) {
+        for (const [idx, file] of e.media.entries()) {
+          await trx.insertInto('episode_media').values({ episode_id: e.id, idx, name: file.name, bytes: file.bytes }).execute();
+        }
+      }
+      return { created: true, episode: toEpisode(inserted) };
+    });
+  }
+
+  async getEpisode(id: string): Promise<EpisodeRecord | undefined> {
+    const row = await this.db.selectFrom('episodes').selectAll().where('id', '=', id).executeTakeFirst();
+    return row && toEpisode(row);
+  }
+
+  async listEpisodes(filter: EpisodeFilter): Promise<Page<EpisodeRecord>> {
+    let q = this.db.selectFrom('episodes').selectAll();
+    if (filter.cellId !== undefined) q = q.where('cell_id', '=', filter.cellId);
+    if (filter.status !== undefined) q = q.where('status', '=', filter.status);
+    if (filter.since !== undefined) q = q.where('created_at', '>=', filter.since);
+    if (filter.cursor !== undefined) {
+      const [at, id] = decodeCursor(filter.cursor);
+      q = q.where((eb) => eb.or([eb('created_at', '<', at), eb.and([eb('created_at', '=', at), eb('id', '<', id)])]));
+    }
+    const rows = await q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(filter.limit + 1).execute();
+    const items = rows.slice(0, filter.limit).map(toEpisode);
+    const last = items.at(-1);
+    return { items, nextCursor: rows.length > filter.limit && last ? encodeCursor(last.createdAt, last.id) : null };
+  }
+
+  async claimEpisode(owner: string, leaseMs: number): Promise<EpisodeRecord | undefined> {
+    const now = this.now();
+    return this.db.transaction().execute(async (trx) => {
+      const candidate = await this.lockForClaim(
+        trx
+          .selectFrom('episodes')
+          .select('id')
+          .where('mode', '=', 'async')
+          .where((eb) => eb.or([eb('status', '=', 'queued'), eb.and([eb('status', '=', 'running'), eb('lease_until', '<', now)])]))
+          .orderBy('created_at')
+          .orderBy('id')
+          .limit(1),
+      ).executeTakeFirst();
+      if (!candidate) return undefined;
+      const row = await trx
+        .updateTable('episodes')
+        .set((eb) => ({
+          status: 'running',
+          lease_owner: owner,
+          lease_until: now + leaseMs,
+          attempts: eb('attempts', '+', 1),
+          started_at: now,
+          updated_at: now,
+        }))
+        .where('id', '=', candidate.id)
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      return toEpisode(row);
+    });
+  }
+
+  async renewLease(id: string, owner: string, leaseMs: number): Promise<boolean> {
+    const now = this.now();
+    const r = await this.db
+      .updateTable('episodes')
+      .set({ lease_until: now + leaseMs, updated_at: now })
+      .where('id', '=', id)
+      .where('lease_owner', '=', owner)
+      .where('status', '=', 'running')
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
+  }
+
+  async releaseEpisode(id: string, owner: string): Promise<void> {
+    await this.db
+      .updateTable('episodes')
+      .set({ status: 'queued', lease_owner: null, lease_until: null, updated_at: this.now() })
+      .where('id', '=', id)
+      .where('lease_owner', '=', owner)
+      .where('status', '=', 'running')
+      .execute();
+  }
+
+  async loadMedia(id: string): Promise<MediaFile[]> {
+    const rows = await this.db.selectFrom('episode_media').select(['name', 'bytes']).where('episode_id', '=', id).orderBy('idx').execute();
+    return rows.map((r) => ({ name: r.name, bytes: r.bytes }));
+  }
+
+  async finishEpisode(id: string, owner: string, outcome: EpisodeOutcome, messages: OutboxMessage[]): Promise<boolean> {
+    const now = this.now();
+    return this.db.transaction().execute(async (trx) => {
+      const done = await trx
+        .updateTable('episodes')
+        .set({
+          status: outcome.status,
+          result: outcome.status === 'succeeded' ? JSON.stringify(outcome.result) : null,
+          label: outcome.status === 'succeeded' ? outcome.label : null,
+          error_code: outcome.status === 'failed' ? outcome.error.code : null,
+          error_message: outcome.status === 'failed' ? outcome.error.message : null,
+          error_status: outcome.status === 'failed' ? outcome.error.status : null,
+          lease_owner: null,
+          lease_until: null,
+          finished_at: now,
+          updated_at: now,
+        })
+        .where('id', '=', id)
+        .where('lease_owner', '=', owner)
+        .where('status', '=', 'running')
+        .executeTakeFirst();
+      if (Number(done.numUpdatedRows) !== 1) return false;
+      await trx.deleteFrom('episode_media').where('episode_id', '=', id).execute();
+      for (const message of messages) await this.insertMessage(trx, id, message, now);
+      return true;
+    });
+  }
+
+  private async insertMessage(trx: Tx, episodeId: string, m: OutboxMessage, now: number): Promise<void> {
+    // One message per episode and event, whatever happens: its id is the webhook-id.
+    const inserted = await trx
+      .insertInto('webhook_messages')
+      .values({ id: m.id, episode_id: episodeId, event_type: m.eventType, payload: m.payload, created_at: now })
+      .onConflict((oc) => oc.columns(['episode_id', 'event_type']).doNothing())
+      .returning('id')
+      .executeTakeFirst();
+    if (!inserted) return;
+    for (const endpointId of m.endpointIds) {
+      await trx
+        .insertInto('webhook_deliveries')
+        .values({
+          id: `dlv_${m.id.slice(4)}_${endpointId}`,
+          message_id: m.id,
+          endpoint_id: endpointId,
+          status: 'pending',
+          attempts: 0,
+          next_attempt_at: now,
+          lease_owner: null,
+          lease_until: null,
+          last_status_code: null,
+          last_error: null,
+          last_attempt_at: null,
+          created_at: now,
+          updated_at: now,
+        })
+        .execute();
+    }
+  }
+
+  async forgetEpisode(id: string, owner: string): Promise<void> {
+    await this.db.deleteFrom('episodes').where('id', '=', id).where('lease_owner', '=', owner).where('status', '=', 'running').execute();
+  }
+
+  async recoverOwnedClaims(): Promise<{ requeued: number; removed: number }> {
+    const now = this.now();
+    return this.db.transaction().execute(async (trx) => {
+      const requeued = await trx
+        .updateTable('episodes')
+        .set({ status: 'queued', lease_owner: null, lease_until: null, updated_at: now })
+        .where('mode', '=', 'async')
+        .where('status', '=', 'running')
+        .executeTakeFirst();
+      const removed = await trx.deleteFrom('episodes').where('mode', '=', 'sync').where('status', '=', 'running').executeTakeFirst();
+      return { requeued: Number(requeued.numUpdatedRows), removed: Number(removed.numDeletedRows) };
+    });
+  }
+
+  /** Sync episodes whose process died before answering: nobody was told anything, so they go. */
+  async sweepAbandonedSync(): Promise<number> {
+    const r = await this.db
+      .deleteFrom('episodes')
+      .where('mode', '=', 'sync')
+      .where('status', '=', 'running')
+      .where('lease_until', '<', this.now())
+      .executeTakeFirst();
+    return Number(r.numDeletedRows);
+  }
+
+  async claimDueDeliveries(owner: string, leaseMs: number, limit: number): Promise<DueDelivery[]> {
+    const now = this.now();
+    return this.db.transaction().execute(async (trx) => {
+      const q = trx
+        .selectFrom('webhook_deliveries')
+        .select('id')
+        .where('status', '=', 'pending')
+        .where('next_attempt_at', '<=', now)
+        .where((eb) => eb.or([eb('lease_until', 'is', null), eb('lease_until', '<', now)]));
+      const ids = (await this.lockForClaim(q.orderBy('next_attempt_at').orderBy('id').limit(limit)).execute()).map((r) => r.id);
+      if (ids.length === 0) return [];
+      await trx.updateTable('webhook_deliveries').set({ lease_owner: owner, lease_until: now + leaseMs }).where('id', 'in', ids).execute();
+      const rows = await trx
+        .selectFrom('webhook_deliveries as d')
+        .innerJoin('webhook_messages as m', 'm.id', 'd.message_id')
+        .select([...DELIVERY_COLUMNS, 'm.payload'])
+        .where('d.id', 'in', ids)
+        .orderBy('d.next_attempt_at')
+        .orderBy('d.id')
+        .execute();
+      return rows.map((r) => ({ ...toDelivery(r), payload: r.payload }));
+    });
+  }
+
+  async recordAttempt(id: string, owner: string, outcome: AttemptOutcome): Promise<void> {
+    const now = this.now();
+    await this.db
+      .updateTable('webhook_deliveries')
+      .set((eb) => ({
+        status: outcome.kind === 'delivered' ? 'succeeded' : outcome.kind === 'failed' ? 'failed' : 'pending',
+        attempts: eb('attempts', '+', 1),
+        next_attempt_at: outcome.kind === 'retry' ? outcome.nextAttemptAt : now,
+        last_status_code: outcome.statusCode,
+        last_error: outcome.kind === 'delivered' ? null : outcome.error,
+        last_attempt_at: now,
+        lease_owner: null,
+        lease_until: null,
+        updated_at: now,
+      }))
+      .where('id', '=', id)
+      .where('lease_owner', '=', owner)
+      .execute();
+  }
+
+  private deliveries() {
+    return this.db.selectFrom('webhook_deliveries as d').innerJoin('webhook_messages as m', 'm.id', 'd.message_id').select(DELIVERY_COLUMNS);
+  }
+
+  async listDeliveries(filter: DeliveryFilter): Promise<Page<DeliveryRecord>> {
+    let q = this.deliveries();
+    if (filter.status !== undefined) q = q.where('d.status', '=', filter.status);
+    if (filter.endpointId !== undefined) q = q.where('d.endpoint_id', '=', filter.endpointId);
+    if (filter.episodeId !== undefined) q = q.where('m.episode_id', '=', filter.episodeId);
+    if (filter.cursor !== undefined) {
+      const [at, id] = decodeCursor(filter.cursor);
+      q = q.where((eb) => eb.or([eb('d.created_at', '<', at), eb.and([eb('d.created_at', '=', at), eb('d.id', '<', id)])]));
+    }
+    const rows = await q.orderBy('d.created_at', 'desc').orderBy('d.id', 'desc').limit(filter.limit + 1).execute();
+    const items = rows.slice(0, filter.limit).map(toDelivery);
+    const last = items.at(-1);
+    return { items, nextCursor: rows.length > filter.limit && last ? encodeCursor(last.createdAt, last.id) : null };
+  }
+
+  async getDelivery(id: string): Promise<DeliveryRecord | undefined> {
+    const row = await this.deliveries().where('d.id', '=', id).executeTakeFirst();
+    return row && toDelivery(row);
+  }
+
+  async retryDelivery(id: string): Promise<DeliveryRecord | undefined> {
+    const now = this.now();
+    await this.db
+      .updateTable('webhook_deliveries')
+      .set({ status: 'pending', attempts: 0, next_attempt_at: now, lease_owner: null, lease_until: null, updated_at: now })
+      .where('id', '=', id)
+      .where('status', '!=', 'succeeded')
+      .execute();
+    return this.getDelivery(id);
+  }
+
+  async disableEndpoint(endpointId: string, reason: string): Promise<void> {
+    const now = this.now();
+    await this.db.transaction().execute(async (trx) => {
+      await trx
+        .insertInto('webhook_endpoint_state')
+        .values({ endpoint_id: endpointId, disabled_at: now, disabled_reason: reason })
+        .onConflict((oc) => oc.column('endpoint_id').doUpdateSet({ disabled_at: now, disabled_reason: reason }))
+        .execute();
+      await trx
+        .updateTable('webhook_deliveries')
+        .set({ status: 'failed', last_error: `endpoint disabled: ${reason}`, lease_owner: null, lease_until: null, updated_at: now })
+        .where('endpoint_id', '=', endpointId)
+        .where('status', '=', 'pending')
+        .execute();
+    });
+  }
+
+  async enableEndpoint(endpointId: string): Promise<void> {
+    await this.db.deleteFrom('webhook_endpoint_state').where('endpoint_id', '=', endpointId).execute();
+  }
+
+  async disabledEndpoints(): Promise<Map<string, { at: number; reason: string }>> {
+    const rows = await this.db.selectFrom('webhook_endpoint_state').selectAll().where('disabled_at', 'is not', null).execute();
+    return new Map(rows.map((r) => [r.endpoint_id, { at: r.disabled_at ?? 0, reason: r.disabled_reason ?? '' }]));
+  }
+
+  async stats(): Promise<StoreStats> {
+    const counts = await this.db.selectFrom('episodes').select(['status', sql<number>`count(*)`.as('n')]).groupBy('status').execute();
+    const episodes = { queued: 0, running: 0, succeeded: 0, failed: 0 };
+    for (const c of counts) episodes[c.status] = Number(c.n);
+    const backlog = await this.db
+      .selectFrom('webhook_deliveries')
+      .select([sql<number>`count(*)`.as('n'), sql<number | null>`min(created_at)`.as('oldest')])
+      .where('status', '=', 'pending')
+      .executeTakeFirstOrThrow();
+    return { episodes, pendingDeliveries: Number(backlog.n), oldestPendingDeliveryAt: backlog.oldest === null ? null : Number(backlog.oldest) };
+  }
+
+  async close(): Promise<void> {
+    await this.db.destroy();
+  }
+}

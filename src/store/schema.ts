@@ -1,0 +1,77 @@
+// The store's tables as Kysely sees them. Times are epoch milliseconds (BIGINT in Postgres,
+// INTEGER in SQLite); JSON is stored as text so both engines hold the same bytes.
+export type EpisodeStatus = 'queued' | 'running' | 'succeeded' | 'failed';
+export type EpisodeMode = 'sync' | 'async';
+export type DeliveryStatus = 'pending' | 'succeeded' | 'failed';
+
+export interface EpisodesTable {
+  id: string;
+  cell_id: string | null;
+  task: string;
+  status: EpisodeStatus;
+  mode: EpisodeMode;
+  media_sha256: string;
+  media_kind: 'video' | 'tiles';
+  /** The request options as given, with the seed filled in (JSON). */
+  options: string;
+  /** The result JSON once succeeded. */
+  result: string | null;
+  /** The detected label once succeeded, for filters. */
+  label: string | null;
+  error_code: string | null;
+  error_message: string | null;
+  error_status: number | null;
+  attempts: number;
+  lease_owner: string | null;
+  lease_until: number | null;
+  created_at: number;
+  updated_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+}
+
+export interface EpisodeMediaTable {
+  episode_id: string;
+  idx: number;
+  name: string;
+  bytes: Uint8Array;
+}
+
+export interface WebhookMessagesTable {
+  id: string;
+  episode_id: string;
+  event_type: string;
+  /** The exact body that is signed and sent. */
+  payload: string;
+  created_at: number;
+}
+
+export interface WebhookDeliveriesTable {
+  id: string;
+  message_id: string;
+  endpoint_id: string;
+  status: DeliveryStatus;
+  attempts: number;
+  next_attempt_at: number;
+  lease_owner: string | null;
+  lease_until: number | null;
+  last_status_code: number | null;
+  last_error: string | null;
+  last_attempt_at: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface WebhookEndpointStateTable {
+  endpoint_id: string;
+  disabled_at: number | null;
+  disabled_reason: string | null;
+}
+
+export interface Database {
+  episodes: EpisodesTable;
+  episode_media: EpisodeMediaTable;
+  webhook_messages: WebhookMessagesTable;
+  webhook_deliveries: WebhookDeliveriesTable;
+  webhook_endpoint_state: WebhookEndpointStateTable;
+}
