@@ -5,11 +5,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EXECUTION_PROVIDERS, type ExecutionProviderName } from './runtime/sessions.js';
+import { ApiKeysError, isLoopback, parseApiKeys, type ApiKey } from './server/api-keys.js';
 import { parseEndpointsFile, parseSchedule, singleEndpoint, WebhookConfigError, type WebhookEndpoint } from './webhooks/index.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 export interface Config {
+  /** Who may call the API: API keys, or nobody checked ('none', loopback-only unless said explicitly). */
+  auth: { mode: 'keys'; keys: ApiKey[] } | { mode: 'none'; explicit: boolean };
+  /** Requests per minute per API key (per client address without keys), on the /v1 routes. */
+  rateLimitPerMin: number;
   host: string;
   port: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -29,7 +34,14 @@ export interface Config {
     maxSourceFrames: number;
     timeoutMs: number;
   };
-  caps: { maxTrajectories: number; maxRounds: number; maxNewTokens: number };
+  caps: { maxTrajectories: number; maxRounds: number; maxNewTokens: number; maxDeadlineMs: number };
+  /** ffprobe/ffmpeg processes running at once; more media work waits (and counts against admission). */
+  maxMediaProcesses: number;
+  /** A running episode this long past its deadline means its worker hangs: it is replaced. */
+  watchdogGraceMs: number;
+  workerBootTimeoutMs: number;
+  /** After SIGTERM: refuse new work but keep listening this long before closing. */
+  drainDelayMs: number;
   tmpDir: string;
   store: {
     /** SQLite lives here (and nothing else) unless databaseUrl is set. */
@@ -88,8 +100,17 @@ function providers(env: Env): ExecutionProviderName[] {
 
 export function loadConfig(env: Env = process.env): Config {
   const cores = os.availableParallelism();
+  const requestTimeoutMs = int(env, 'ARMOR_REQUEST_TIMEOUT_MS', 60000, 100, 3600000);
+  const auth = authConfig(env);
+  // Without keys the API is open, so by default it listens only where no one else can reach it.
+  const host = env.HOST || (auth.mode === 'none' && !auth.explicit ? '127.0.0.1' : '0.0.0.0');
+  if (auth.mode === 'none' && !auth.explicit && !isLoopback(host)) {
+    throw new ConfigError(`HOST=${host} would open the API to the network without API keys: set ARMOR_API_KEYS_FILE, or ARMOR_AUTH=none to allow it explicitly`);
+  }
   return {
-    host: env.HOST || '0.0.0.0',
+    auth,
+    rateLimitPerMin: int(env, 'ARMOR_RATE_LIMIT_PER_MIN', 600, 1, 1000000),
+    host,
     port: int(env, 'PORT', 8080, 0, 65535),
     logLevel: oneOf(env, 'LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
     bundleDir: path.resolve(env.ARMOR_BUNDLE_DIR || path.join(REPO_ROOT, 'models', 'armor-tiny')),
@@ -98,7 +119,7 @@ export function loadConfig(env: Env = process.env): Config {
     workers: int(env, 'ARMOR_WORKERS', 1, 1, 64),
     intraOpThreads: int(env, 'ARMOR_INTRA_OP_THREADS', Math.max(1, cores - 1), 0, 256),
     maxQueue: int(env, 'ARMOR_MAX_QUEUE', 16, 0, 10000),
-    requestTimeoutMs: int(env, 'ARMOR_REQUEST_TIMEOUT_MS', 60000, 100, 3600000),
+    requestTimeoutMs,
     maxUploadBytes: int(env, 'ARMOR_MAX_UPLOAD_BYTES', 64 * 1024 * 1024, 1024, 4 * 1024 * 1024 * 1024),
     maxTaskChars: int(env, 'ARMOR_MAX_TASK_CHARS', 1000, 1, 100000),
     media: {
@@ -112,7 +133,12 @@ export function loadConfig(env: Env = process.env): Config {
       maxTrajectories: int(env, 'ARMOR_MAX_TRAJECTORIES', 8, 1, 8),
       maxRounds: int(env, 'ARMOR_MAX_ROUNDS', 8, 1, 8),
       maxNewTokens: int(env, 'ARMOR_MAX_NEW_TOKENS', 128, 1, 4096),
+      maxDeadlineMs: requestTimeoutMs,
     },
+    maxMediaProcesses: int(env, 'ARMOR_MAX_MEDIA_PROCESSES', cores, 1, 256),
+    watchdogGraceMs: int(env, 'ARMOR_WATCHDOG_GRACE_MS', 2000, 100, 600000),
+    workerBootTimeoutMs: int(env, 'ARMOR_WORKER_BOOT_TIMEOUT_MS', 120000, 1000, 3600000),
+    drainDelayMs: int(env, 'ARMOR_DRAIN_DELAY_MS', 0, 0, 600000),
     tmpDir: path.resolve(env.ARMOR_TMP_DIR || path.join(os.tmpdir(), 'armor-serve')),
     store: {
       dataDir: path.resolve(env.ARMOR_DATA_DIR || 'data'),
@@ -123,6 +149,27 @@ export function loadConfig(env: Env = process.env): Config {
     },
     webhooks: webhooks(env),
   };
+}
+
+function authConfig(env: Env): Config['auth'] {
+  const mode = oneOf(env, 'ARMOR_AUTH', env.ARMOR_API_KEYS_FILE ? 'keys' : 'none', ['keys', 'none'] as const);
+  if (mode === 'none') {
+    if (env.ARMOR_API_KEYS_FILE) throw new ConfigError('ARMOR_AUTH=none and ARMOR_API_KEYS_FILE contradict each other: set one');
+    return { mode, explicit: env.ARMOR_AUTH === 'none' };
+  }
+  if (!env.ARMOR_API_KEYS_FILE) throw new ConfigError('ARMOR_AUTH=keys needs ARMOR_API_KEYS_FILE');
+  let text: string;
+  try {
+    text = readFileSync(env.ARMOR_API_KEYS_FILE, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`ARMOR_API_KEYS_FILE=${env.ARMOR_API_KEYS_FILE} cannot be read: ${(err as Error).message}`);
+  }
+  try {
+    return { mode, keys: parseApiKeys(text, env.ARMOR_API_KEYS_FILE) };
+  } catch (err) {
+    if (err instanceof ApiKeysError) throw new ConfigError(err.message);
+    throw err;
+  }
 }
 
 function databaseUrl(env: Env): string | undefined {

@@ -1,6 +1,8 @@
 // The CLI: `analyze` prints the API's JSON without HTTP; `serve` starts, answers and shuts
 // down gracefully on SIGTERM.
 import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { FIXTURES, ROOT } from './helpers.js';
@@ -41,7 +43,9 @@ t.test('analyze reports bad input with its error code and a non-zero exit', asyn
 });
 
 t.test('serve answers /healthz and exits cleanly on SIGTERM', async (t) => {
-  const child = spawn(process.execPath, [CLI, 'serve'], { env: { ...process.env, PORT: '0', HOST: '127.0.0.1', ARMOR_INTRA_OP_THREADS: '1' } });
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'armor-cli-serve-'));
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+  const child = spawn(process.execPath, [CLI, 'serve'], { env: { ...process.env, PORT: '0', HOST: '127.0.0.1', ARMOR_INTRA_OP_THREADS: '1', ARMOR_DATA_DIR: dataDir } });
   let out = '';
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no listen line in ${out}`)), 30000);
@@ -59,5 +63,6 @@ t.test('serve answers /healthz and exits cleanly on SIGTERM', async (t) => {
   const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
   child.kill('SIGTERM');
   t.equal(await exited, 0, 'graceful exit');
-  t.match(out, /shutting down/);
+  t.match(out, /"msg":"draining"/);
+  t.match(out, /"msg":"stopped"/);
 });

@@ -101,8 +101,64 @@ t.test('engine', async (t) => {
     }
   });
 
-  t.test('a passed deadline stops the episode before it wastes work', async (t) => {
-    await t.rejects(engine.run(clip(), { ...base, deadline: Date.now() - 1 }), { code: 'deadline_exceeded' });
+  // Counts real onnxruntime runs per graph (the sessions still run: this only counts).
+  const runs: Record<string, number> = {};
+  for (const [name, session] of Object.entries(bundle.sessions)) {
+    const run = session.run.bind(session);
+    runs[name] = 0;
+    session.run = ((...args: Parameters<typeof run>) => {
+      runs[name]++;
+      return run(...args);
+    }) as typeof session.run;
+  }
+  const snapshot = () => ({ ...runs });
+  /** A clock that ticks once per reading, so a deadline lands at an exact checkpoint. */
+  const steppingClock = () => {
+    let readings = 0;
+    return { now: () => readings++, readings: () => readings };
+  };
+  const long = { ...base, trajectories: 3, maxRounds: 4, maxNewTokens: 24, temperature: 1, seed: 11 };
+
+  t.test('a passed deadline stops the episode before any model runs', async (t) => {
+    const before = snapshot();
+    await t.rejects(engine.run(clip(), { ...base, deadline: Date.now() - 1 }), { code: 'deadline_exceeded', statusCode: 504 });
+    t.same(snapshot(), before, 'no graph ran: not the vision encoder, not the decoder');
+  });
+
+  t.test('a deadline during round 0 fails the episode; a deadline later abandons only the round in progress', async (t) => {
+    const clock = steppingClock();
+    const full = await engine.run(clip(), { ...long, deadline: Number.MAX_SAFE_INTEGER }, { cancelled: () => false, now: clock.now });
+    t.ok(full.rounds.length >= 2, `the unconstrained run has ${full.rounds.length} rounds`);
+    const readings = clock.readings();
+
+    // The last reading is inside the last round: a deadline there abandons that round only.
+    const late = await engine.run(clip(), { ...long, deadline: readings - 1 }, { cancelled: () => false, now: steppingClock().now });
+    t.equal(late.stopReason, 'deadline');
+    t.equal(late.rounds.length, full.rounds.length - 1, 'the round in progress is dropped, the finished ones kept');
+    t.same(stripTimes(late).rounds, stripTimes(full).rounds.slice(0, -1), 'the kept rounds are exactly the unconstrained ones');
+    t.ok(late.rounds.flatMap((r) => r.candidates).every((c) => c.c >= late.selected.c), 'the answer is the best finished candidate');
+
+    // A few readings in: still preprocessing or in round 0, which has no fallback.
+    await t.rejects(engine.run(clip(), { ...long, deadline: 6 }, { cancelled: () => false, now: steppingClock().now }), { code: 'deadline_exceeded', statusCode: 504 });
+  });
+
+  t.test('a cancelled episode stops within one decoder step', async (t) => {
+    let checks = 0;
+    let cancelAt = -1;
+    let decoderRunsAtCancel = 0;
+    const control = {
+      cancelled: () => {
+        checks++;
+        if (checks === 20) {
+          cancelAt = checks;
+          decoderRunsAtCancel = runs.decoder_model_merged;
+        }
+        return cancelAt > 0;
+      },
+    };
+    await t.rejects(engine.run(clip(), long, control), { code: 'client_closed', statusCode: 499 });
+    t.equal(checks, 20, 'the engine stopped at the first check after the flag was set');
+    t.ok(runs.decoder_model_merged - decoderRunsAtCancel <= 1, `decoder runs after the cancel: ${runs.decoder_model_merged - decoderRunsAtCancel}`);
   });
 
   t.test('a task carrying a special token is refused', async (t) => {

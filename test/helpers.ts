@@ -1,5 +1,5 @@
 // Shared test helpers: repository paths and throwaway copies of the default bundle.
-import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,4 +16,16 @@ export async function bundleCopy(): Promise<{ dir: string; cleanup: () => Promis
   const dir = path.join(base, 'bundle');
   await cp(BUNDLE_DIR, dir, { recursive: true });
   return { dir, cleanup: () => rm(base, { recursive: true, force: true }) };
+}
+
+/** Child processes of this test process (ffmpeg/ffprobe would show here if leaked). */
+export async function childProcesses(): Promise<string[]> {
+  const found: string[] = [];
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(fields[1]) === process.pid) found.push(`${pid} ${stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))}`);
+  }
+  return found;
 }

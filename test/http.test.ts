@@ -6,21 +6,9 @@ import path from 'node:path';
 import t from 'tap';
 import { loadConfig } from '../src/config.js';
 import { buildServer } from '../src/server/server.js';
-import { FIXTURES, ROOT } from './helpers.js';
+import { childProcesses, FIXTURES, ROOT } from './helpers.js';
 
 type Json = Record<string, unknown> & { error?: { code: string; message: string } };
-
-/** Child processes of this test process (ffmpeg/ffprobe would show here if leaked). */
-async function childProcesses(): Promise<string[]> {
-  const found: string[] = [];
-  for (const pid of await readdir('/proc')) {
-    if (!/^\d+$/.test(pid)) continue;
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (Number(fields[1]) === process.pid) found.push(`${pid} ${stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))}`);
-  }
-  return found;
-}
 
 async function fixture(name: string): Promise<Blob> {
   return new Blob([await readFile(path.join(FIXTURES, name))]);

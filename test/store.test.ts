@@ -128,7 +128,7 @@ for (const [name, open] of [['sqlite', sqlite], ['postgres', postgres]] as const
       const seen: string[] = [];
       let cursor: string | undefined;
       do {
-        const page = await store.listEpisodes({ cellId: 'cell-odd', limit: 2, cursor });
+        const page = await store.listEpisodes({ cellIds: ['cell-odd'], limit: 2, cursor });
         seen.push(...page.items.map((e) => e.id));
         cursor = page.nextCursor ?? undefined;
       } while (cursor);

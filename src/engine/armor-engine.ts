@@ -12,8 +12,10 @@ import { Xoshiro128 } from './rng.js';
 import { binaryEntropy, sigmoid } from './sampling.js';
 import { selectCandidate, shouldStop } from './selection.js';
 import {
+  CancelledError,
   DeadlineError,
   type Candidate,
+  type EngineControl,
   type EngineResult,
   type EpisodeInput,
   type RefinementOptions,
@@ -57,10 +59,23 @@ export class ArmorEngine {
     this.switches = switches;
   }
 
-  async run(input: EpisodeInput, options: RefinementOptions): Promise<EngineResult> {
+  /**
+   * Runs one episode. Between stages and between decode steps it checks `control` (a
+   * cancelled episode stops there) and the deadline (before round 0 has finished, the episode
+   * fails with deadline_exceeded; later, the round in progress is abandoned and the answer so
+   * far returned).
+   */
+  async run(input: EpisodeInput, options: RefinementOptions, control?: EngineControl): Promise<EngineResult> {
     const manifest = this.bundle.manifest;
     const special = this.bundle.tokenizer.findSpecialLiteral(input.task);
     if (special) throw new InputError('invalid_task', `the task text contains the reserved token ${special}`, 400);
+    const now = control?.now ?? Date.now;
+    const expired = () => options.deadline !== undefined && now() >= options.deadline;
+    const check = (round: number) => {
+      if (control?.cancelled()) throw new CancelledError();
+      if (expired()) throw round === 0 ? new DeadlineError() : new RoundAbandoned();
+    };
+    check(0);
     const start = performance.now();
     const timings: StageTimings = { preprocess_ms: 0, vision_ms: 0, prefix_ms: 0, suffix_prefill_ms: 0, detection_ms: 0, decode_ms: 0, total_ms: 0 };
 
@@ -73,11 +88,13 @@ export class ArmorEngine {
     };
     const t1 = performance.now();
     timings.preprocess_ms = t1 - start;
+    check(0);
 
     const features = await this.model.encodeVision(pixels.data, pixels.dims, pixels.grid);
     const t2 = performance.now();
     timings.vision_ms = t2 - t1;
 
+    check(0);
     const prefix = this.prompts.prefix(input.task, vision);
     if (features.length !== prefix.visionTokens * this.model.hidden) {
       throw new Error(`vision encoder returned ${features.length / this.model.hidden} rows for ${prefix.visionTokens} placeholders`);
@@ -91,8 +108,7 @@ export class ArmorEngine {
     let stopReason: StopReason = 'max_rounds';
     let best = Infinity;
     for (let round = 0; round < options.maxRounds; round++) {
-      if (options.deadline !== undefined && Date.now() >= options.deadline) {
-        if (round === 0) throw new DeadlineError();
+      if (round > 0 && expired()) {
         stopReason = 'deadline';
         break;
       }
@@ -103,9 +119,7 @@ export class ArmorEngine {
         return { rng, suffixIds: this.prompts.suffix(round, last && { failure: last.failure, explanationIds: last.tokenIds }) };
       });
       // A deadline hit mid-round abandons the round, except round 0, which has no fallback.
-      const checkpoint = () => {
-        if (options.deadline !== undefined && Date.now() >= options.deadline) throw round === 0 ? new DeadlineError() : new RoundAbandoned();
-      };
+      const checkpoint = () => check(round);
       const groups = this.switches.batching ? [requests] : requests.map((r) => [r]);
       const rows = [];
       try {

@@ -39,6 +39,7 @@ export async function runGroup(
   rows: RowRequest[],
   settings: GroupSettings,
 ): Promise<{ results: RowResult[]; timings: GroupTimings }> {
+  settings.checkpoint();
   const batch = rows.length;
   const hidden = model.hidden;
   const reuse = prefix.cache !== undefined;

@@ -74,8 +74,26 @@ export interface EngineResult {
 
 export class DeadlineError extends Error {
   readonly code = 'deadline_exceeded';
+  readonly statusCode = 504;
   constructor(message = 'the episode did not finish its first round before the deadline') {
     super(message);
     this.name = 'DeadlineError';
   }
+}
+
+/** The caller withdrew the episode (its client went away): stop at the next checkpoint. */
+export class CancelledError extends Error {
+  readonly code = 'client_closed';
+  readonly statusCode = 499;
+  constructor(message = 'the episode was cancelled: the request went away') {
+    super(message);
+    this.name = 'CancelledError';
+  }
+}
+
+/** How a caller stops a running episode from outside (a flag in shared memory across threads). */
+export interface EngineControl {
+  cancelled(): boolean;
+  /** The clock deadlines are read on (epoch ms); Date.now unless a test steps it. */
+  now?: () => number;
 }

@@ -18,6 +18,8 @@ export interface Submission {
   options: RequestOptions;
   mode: 'sync' | 'async';
   signal?: AbortSignal;
+  /** Epoch ms a sync episode must end by (upload included). */
+  deadline?: number;
 }
 
 export type SubmitOutcome =
@@ -52,10 +54,14 @@ export async function hashMedia(media: EpisodeMedia): Promise<string> {
   return hash.digest('hex');
 }
 
-/** An error the client caused is final; anything else may pass (no worker, shutting down). */
-export function isFinalError(err: { statusCode?: number; code?: string }): boolean {
+/**
+ * An error the input caused is final; anything else may pass (no worker, shutting down). A
+ * missed deadline is final for an async episode (its options would miss it again) but not for
+ * a sync one, whose client may retry with more time.
+ */
+export function isFinalError(err: { statusCode?: number; code?: string }, mode: 'sync' | 'async'): boolean {
   const status = err.statusCode ?? 500;
-  return (status >= 400 && status < 500 && status !== 499) || err.code === 'deadline_exceeded';
+  return (status >= 400 && status < 500 && status !== 499) || (mode === 'async' && err.code === 'deadline_exceeded');
 }
 
 export function errorOutcome(err: Error & { statusCode?: number; code?: string }): EpisodeOutcome {
@@ -111,17 +117,17 @@ export class EpisodeService {
       this.o.onQueued?.();
       return { kind: 'accepted', episode: created.episode };
     }
-    return { kind: 'analysed', result: await this.run(created.episode, s.media, options, s.signal) };
+    return { kind: 'analysed', result: await this.run(created.episode, s.media, options, s.signal, s.deadline) };
   }
 
   /** Runs a claimed episode and records its outcome; a transient error releases nothing (the caller decides). */
-  async run(episode: EpisodeRecord, media: EpisodeMedia, options: RequestOptions, signal?: AbortSignal): Promise<EpisodeResponse> {
+  async run(episode: EpisodeRecord, media: EpisodeMedia, options: RequestOptions, signal?: AbortSignal, deadline?: number): Promise<EpisodeResponse> {
     let result: EpisodeResponse;
     try {
-      result = await this.pipeline.analyze({ media, task: episode.task, cellId: episode.cellId ?? undefined, episodeId: episode.id, options, signal });
+      result = await this.pipeline.analyze({ media, task: episode.task, cellId: episode.cellId ?? undefined, episodeId: episode.id, options, signal, deadline });
     } catch (err) {
       const e = err as Error & { statusCode?: number; code?: string };
-      if (isFinalError(e)) await this.finish(episode, errorOutcome(e));
+      if (isFinalError(e, episode.mode)) await this.finish(episode, errorOutcome(e));
       else if (episode.mode === 'sync') await this.store.forgetEpisode(episode.id, this.o.owner);
       throw err;
     }

@@ -112,7 +112,7 @@ export class EpisodeRunner {
       this.o.log.info({ episode_id: episode.id, attempt: episode.attempts }, 'async episode finished');
     } catch (err) {
       const e = err as Error & { statusCode?: number; code?: string };
-      if (isFinalError(e) || signal.reason === 'lost') return; // recorded by run(), or no longer ours
+      if (isFinalError(e, 'async') || signal.reason === 'lost') return; // recorded by run(), or no longer ours
       if (this.stopped) {
         await this.store.releaseEpisode(episode.id, this.service.owner);
         return;
@@ -131,7 +131,13 @@ export class EpisodeRunner {
     }
   }
 
-  /** Stops claiming. Episodes still running go back to the queue once the engine stops them. */
+  /** Stops claiming new episodes; the ones running go on (a drain). */
+  pause(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+  }
+
+  /** Stops claiming and cancels what runs: those episodes go back to the queue for the next start. */
   stop(): void {
     this.stopped = true;
     clearTimeout(this.timer);

@@ -7,12 +7,25 @@ import { openBundle, verifyBundle } from '../runtime/bundle.js';
 import type { ExecutionProviderName, ProviderAttempt } from '../runtime/sessions.js';
 import type { WorkerReply, WorkerRequest, SerializedError } from './worker-protocol.js';
 
+/**
+ * Faults a test can inject into one worker (never set from configuration): block the thread
+ * as native code that never returns would, before booting or on its first episode, or exit
+ * a second into its first episode as a crash would.
+ */
+export type Failpoint = 'hang-at-boot' | 'hang-on-run' | 'exit-on-run';
+
 export interface EngineWorkerData {
   bundleDir: string;
   providers: ExecutionProviderName[];
   deviceId: number;
   intraOpThreads: number;
   switches: EngineSwitches;
+  failpoint?: Failpoint;
+}
+
+function block(): never {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+  throw new Error('unreachable');
 }
 
 function serialize(err: unknown): SerializedError {
@@ -26,6 +39,7 @@ async function main(): Promise<void> {
   const data = workerData as EngineWorkerData;
   const post = (msg: WorkerReply) => port.postMessage(msg);
   let engine: ArmorEngine;
+  if (data.failpoint === 'hang-at-boot') block();
   try {
     // The main thread verified hashes once; workers only re-check sizes.
     const verified = await verifyBundle(data.bundleDir, { checkHashes: false });
@@ -43,9 +57,12 @@ async function main(): Promise<void> {
   }
   port.on('message', (msg: WorkerRequest) => {
     if (msg.type !== 'run') return;
+    if (data.failpoint === 'hang-on-run') block();
+    if (data.failpoint === 'exit-on-run') setTimeout(() => process.exit(3), 1000);
     const input: EpisodeInput = msg.input;
     const options: RefinementOptions = msg.options;
-    engine.run(input, options).then(
+    const cancel = msg.cancel;
+    engine.run(input, options, { cancelled: () => Atomics.load(cancel, 0) !== 0 }).then(
       (result) => post({ type: 'result', id: msg.id, result }),
       (err: unknown) => post({ type: 'error', id: msg.id, error: serialize(err) }),
     );

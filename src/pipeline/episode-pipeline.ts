@@ -2,15 +2,16 @@
 // CLI and the eval all go through here.
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config.js';
-import { composeTiles, decodeImage, decodeVideoFrames, probeVideo, type FfmpegTools } from '../media/index.js';
+import { composeTiles, decodeImage, decodeVideoFrames, MediaError, probeVideo, type FfmpegTools } from '../media/index.js';
 import type { ArmorManifest } from '../runtime/manifest.js';
 import type { ArmorTokenizer } from '../runtime/tokenizer.js';
 import { targetSize, videoFrameCount, type RgbFrames } from '../runtime/preprocess.js';
 import type { EpisodeInput } from '../engine/types.js';
-import type { EnginePool } from './engine-pool.js';
+import { unavailable, type EnginePool } from './engine-pool.js';
 import { PipelineError } from './errors.js';
 import { resolveOptions, type RequestOptions } from './options.js';
 import { toResponse, type EpisodeResponse } from './response.js';
+import { Semaphore } from './semaphore.js';
 
 export type EpisodeMedia = { kind: 'video'; file: string } | { kind: 'tiles'; files: string[] };
 
@@ -20,8 +21,13 @@ export interface EpisodeRequest {
   cellId?: string;
   episodeId?: string;
   options?: RequestOptions;
+  /** The client going away: stops media work, withdraws or cancels the engine job. */
   signal?: AbortSignal;
+  /** Epoch ms the whole episode must end by; default: now + options.deadline_ms (or the server's request timeout). */
+  deadline?: number;
 }
+
+const deadlineExceeded = (stage: string) => new PipelineError('deadline_exceeded', `the deadline passed during ${stage}`, 504);
 
 export class EpisodePipeline {
   readonly manifest: ArmorManifest;
@@ -29,9 +35,11 @@ export class EpisodePipeline {
   private readonly pool: EnginePool;
   private readonly tools: FfmpegTools;
   private readonly tokenizer: ArmorTokenizer;
+  private readonly mediaSlots: Semaphore;
 
   constructor(config: Config, manifest: ArmorManifest, pool: EnginePool, tools: FfmpegTools, tokenizer: ArmorTokenizer) {
     this.config = config;
+    this.mediaSlots = new Semaphore(config.maxMediaProcesses);
     this.manifest = manifest;
     this.pool = pool;
     this.tools = tools;
@@ -44,9 +52,8 @@ export class EpisodePipeline {
 
   /** Refuses early, before any upload is decoded, when the engine queue is full. */
   checkCapacity(): void {
-    if (!this.pool.hasCapacity) {
-      throw new PipelineError('queue_full', 'all engine workers are busy and the queue is full; retry later', 503);
-    }
+    if (this.pool.size === 0) throw unavailable('no_engine_workers', 'no engine worker is running; retry later', 5);
+    if (!this.pool.hasCapacity) throw unavailable('queue_full', 'all engine workers are busy and the queue is full; retry later');
   }
 
   checkTask(task: string): string {
@@ -61,13 +68,36 @@ export class EpisodePipeline {
     return trimmed;
   }
 
+  /** Episodes waiting for an ffmpeg slot. */
+  get mediaWaiting(): number {
+    return this.mediaSlots.waiting;
+  }
+
   async analyze(req: EpisodeRequest): Promise<EpisodeResponse> {
     const started = performance.now();
     const task = this.checkTask(req.task);
     this.checkCapacity();
     const options = resolveOptions(req.options ?? {}, this.manifest.refinement, this.config.caps, req.episodeId);
-    const deadline = Date.now() + this.config.requestTimeoutMs;
-    const { input, meta, mediaMs } = await this.loadMedia(req.media, task, req.signal);
+    const deadline = req.deadline ?? Date.now() + (req.options?.deadline_ms ?? this.config.requestTimeoutMs);
+    if (Date.now() >= deadline) throw deadlineExceeded('the upload');
+    // ffmpeg is killed when the client goes away or the deadline passes, whichever is first.
+    const timeout = AbortSignal.timeout(Math.max(0, deadline - Date.now()));
+    const mediaSignal = req.signal ? AbortSignal.any([req.signal, timeout]) : timeout;
+    let media: Awaited<ReturnType<EpisodePipeline['loadMedia']>>;
+    try {
+      const release = await this.mediaSlots.acquire(mediaSignal);
+      try {
+        media = await this.loadMedia(req.media, task, mediaSignal);
+      } finally {
+        release();
+      }
+    } catch (err) {
+      if (timeout.aborted && !req.signal?.aborted) throw deadlineExceeded('media decoding');
+      // Aborted while waiting for an ffmpeg slot (a running ffmpeg reports media_aborted itself).
+      if (req.signal?.aborted && !(err instanceof MediaError)) throw new PipelineError('client_closed', 'the request was aborted', 499);
+      throw err;
+    }
+    const { input, meta, mediaMs } = media;
     const result = await this.pool.run(input, { ...options, deadline }, req.signal);
     return toResponse(
       result,
@@ -77,6 +107,7 @@ export class EpisodePipeline {
         model: { name: this.manifest.name, version: this.manifest.version },
         input: { ...meta, vision_tokens: result.visionTokens },
         provider: this.pool.status.provider,
+        deadlineMs: req.options?.deadline_ms ?? null,
       },
       { media_ms: mediaMs, queue_ms: result.queueMs, engine_ms: result.timings.total_ms, total_ms: performance.now() - started },
     );

@@ -5,7 +5,7 @@ import { ArmorTokenizer } from '../runtime/tokenizer.js';
 import { resolveFfmpeg, type FfmpegTools } from '../media/index.js';
 import { verifyBundle, type VerifiedBundle } from '../runtime/bundle.js';
 import type { EngineSwitches } from '../engine/armor-engine.js';
-import { EnginePool } from './engine-pool.js';
+import { EnginePool, type PoolOptions } from './engine-pool.js';
 import { EpisodePipeline } from './episode-pipeline.js';
 
 export { EpisodePipeline } from './episode-pipeline.js';
@@ -27,6 +27,7 @@ export async function startRuntime(
   config: Config,
   log: { info: (obj: object, msg: string) => void; warn: (obj: object, msg: string) => void },
   switches: EngineSwitches = { prefixReuse: true, batching: true },
+  failpoints?: PoolOptions['failpoints'],
 ): Promise<Runtime> {
   const tools = await resolveFfmpeg();
   log.info({ ffmpeg: tools.ffmpeg, version: tools.version, source: tools.source }, 'ffmpeg resolved');
@@ -40,6 +41,9 @@ export async function startRuntime(
     switches,
     workers: config.workers,
     maxQueue: config.maxQueue,
+    watchdogGraceMs: config.watchdogGraceMs,
+    bootTimeoutMs: config.workerBootTimeoutMs,
+    failpoints,
   });
   pool.onWorkerExit = (err) => log.warn({ err: err.message }, 'engine worker exited; starting a new one');
   for (const attempt of pool.status.fallbacks) log.warn(attempt, `execution provider ${attempt.provider} could not start; fell back`);

@@ -13,15 +13,18 @@ export interface RequestOptions {
   temperature?: number;
   top_p?: number;
   max_new_tokens?: number;
+  /** The episode's deadline from its arrival, in ms (at most the server's request timeout). */
+  deadline_ms?: number;
 }
 
 export interface OptionCaps {
   maxTrajectories: number;
   maxRounds: number;
   maxNewTokens: number;
+  maxDeadlineMs: number;
 }
 
-const KNOWN = new Set(['trajectories', 'max_rounds', 'seed', 'temperature', 'top_p', 'max_new_tokens']);
+const KNOWN = new Set(['trajectories', 'max_rounds', 'seed', 'temperature', 'top_p', 'max_new_tokens', 'deadline_ms']);
 
 function bad(message: string): PipelineError {
   return new PipelineError('invalid_options', message, 400);
@@ -62,6 +65,7 @@ export function parseRequestOptions(raw: string | undefined, caps: OptionCaps): 
     temperature: number(o.temperature, 'temperature', 0, 2),
     top_p: number(o.top_p, 'top_p', 0, 1, true),
     max_new_tokens: integer(o.max_new_tokens, 'max_new_tokens', 1, caps.maxNewTokens),
+    deadline_ms: integer(o.deadline_ms, 'deadline_ms', 1, caps.maxDeadlineMs),
   };
 }
 

@@ -36,7 +36,7 @@ export interface EpisodeResponse {
     views: number | null;
     vision_tokens: number;
   };
-  options: { trajectories: number; max_rounds: number; seed: number; temperature: number; top_p: number; max_new_tokens: number };
+  options: { trajectories: number; max_rounds: number; seed: number; temperature: number; top_p: number; max_new_tokens: number; deadline_ms: number | null };
   provider: string;
   timings: Record<string, number>;
 }
@@ -61,7 +61,7 @@ function candidateView(c: Candidate): CandidateView {
 
 export function toResponse(
   result: EngineResult,
-  meta: Pick<EpisodeResponse, 'episode_id' | 'cell_id' | 'model' | 'input' | 'provider'>,
+  meta: Pick<EpisodeResponse, 'episode_id' | 'cell_id' | 'model' | 'input' | 'provider'> & { deadlineMs: number | null },
   extraTimings: Record<string, number>,
 ): EpisodeResponse {
   const s = result.selected;
@@ -87,6 +87,7 @@ export function toResponse(
       temperature: o.temperature,
       top_p: o.topP,
       max_new_tokens: o.maxNewTokens,
+      deadline_ms: meta.deadlineMs,
     },
     provider: meta.provider,
     timings,

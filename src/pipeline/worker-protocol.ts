@@ -9,7 +9,8 @@ export interface SerializedError {
   statusCode?: number;
 }
 
-export type WorkerRequest = { type: 'run'; id: number; input: EpisodeInput; options: RefinementOptions };
+/** `cancel` is shared memory: the pool sets cancel[0] = 1 and the engine stops at its next checkpoint. */
+export type WorkerRequest = { type: 'run'; id: number; input: EpisodeInput; options: RefinementOptions; cancel: Int32Array };
 
 export type WorkerReply =
   | { type: 'ready'; provider: ExecutionProviderName; fallbacks: ProviderAttempt[] }

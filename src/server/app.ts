@@ -8,7 +8,9 @@ import type { Config } from '../config.js';
 import type { EpisodeService } from '../jobs/index.js';
 import type { EpisodePipeline, Runtime } from '../pipeline/index.js';
 import type { WebhookDispatcher } from '../webhooks/index.js';
+import type { Admission } from './admission.js';
 import type { ServiceMetrics } from './metrics.js';
+import authPlugin from './plugins/app/auth.js';
 import errorsPlugin from './plugins/app/errors.js';
 import docsRoutes from './routes/docs.js';
 import episodeRoutes from './routes/episodes.js';
@@ -22,7 +24,11 @@ export interface ArmorContext {
   metrics: ServiceMetrics;
   episodes: EpisodeService;
   dispatcher: WebhookDispatcher;
+  /** Set by the episodes routes: POSTs in flight against their capacity. */
+  admission?: Admission;
   shuttingDown: boolean;
+  /** Readiness fails, new episodes are refused, no more async work is claimed; in-flight work goes on. */
+  beginDrain: () => void;
 }
 
 declare module 'fastify' {
@@ -37,17 +43,31 @@ export interface AppOptions {
   metrics: ServiceMetrics;
   episodes: EpisodeService;
   dispatcher: WebhookDispatcher;
+  /** Stops claiming async episodes. */
+  pauseRunner: () => void;
 }
 
 async function app(fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   const { config, runtime, metrics, episodes, dispatcher } = opts;
   const m = runtime.bundle.manifest;
-  fastify.decorate('armor', { config, runtime, pipeline: runtime.pipeline, metrics, episodes, dispatcher, shuttingDown: false });
-  fastify.addHook('preClose', async () => {
-    fastify.armor.shuttingDown = true;
-  });
+  const armor: ArmorContext = {
+    config,
+    runtime,
+    pipeline: runtime.pipeline,
+    metrics,
+    episodes,
+    dispatcher,
+    shuttingDown: false,
+    beginDrain: () => {
+      armor.shuttingDown = true;
+      opts.pauseRunner();
+    },
+  };
+  fastify.decorate('armor', armor);
+  fastify.addHook('preClose', async () => armor.beginDrain());
 
   await fastify.register(errorsPlugin);
+  await fastify.register(authPlugin, { config });
   await fastify.register(multipart, {
     limits: {
       fileSize: config.maxUploadBytes,

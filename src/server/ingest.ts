@@ -5,7 +5,7 @@ import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { PipelineError, sniffFile, type EpisodeMedia } from '../pipeline/index.js';
 
 export interface IngestedEpisode {
@@ -86,23 +86,54 @@ export async function sweepStaleUploads(tmpRoot: string, olderThanMs = 3600_000)
   return removed;
 }
 
-/** Runs `work` on the ingested episode and removes its temp files afterwards, always. */
-export async function withIngest<T>(request: FastifyRequest, tmpRoot: string, work: (episode: IngestedEpisode) => Promise<T>): Promise<T> {
+/**
+ * Runs `work` on the ingested episode and removes its temp files afterwards, always. An
+ * upload still arriving at `uploadDeadline` (epoch ms) is refused with 504 deadline_exceeded;
+ * its files are removed once the connection has gone.
+ */
+export async function withIngest<T>(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  tmpRoot: string,
+  uploadDeadline: number,
+  work: (episode: IngestedEpisode) => Promise<T>,
+): Promise<T> {
   if (!request.isMultipart()) throw bad('unsupported_content_type', 'POST /v1/episodes takes multipart/form-data', 415);
   await mkdir(tmpRoot, { recursive: true });
   const dir = await mkdtemp(path.join(tmpRoot, 'episode-'));
+  const reading = readParts(request, dir);
+  let settled = false;
+  reading.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  let timer: NodeJS.Timeout | undefined;
   try {
     let episode: IngestedEpisode;
     try {
-      episode = await readParts(request, dir);
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(bad('deadline_exceeded', 'the upload did not arrive before the deadline', 504)), Math.max(0, uploadDeadline - Date.now()));
+      });
+      episode = await Promise.race([reading, late]);
     } catch (err) {
       // Parser errors without a status (cut bodies, no boundary) are the client's, not ours.
       if ((err as { statusCode?: number }).statusCode) throw err;
       if (request.raw.readableAborted) throw bad('client_closed', 'the client closed the connection during the upload', 499);
       throw bad('invalid_multipart', `the multipart body cannot be read: ${(err as Error).message}`);
+    } finally {
+      clearTimeout(timer);
     }
     return await work(episode);
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    if (settled) await rm(dir, { recursive: true, force: true });
+    else {
+      // Still reading (a refused slow upload): once the answer is out, the connection is cut
+      // (the rest of the upload is not wanted) and the partial files go.
+      const cleanup = () => void rm(dir, { recursive: true, force: true });
+      if (reply.raw.writableFinished || reply.raw.destroyed) request.raw.destroy();
+      else reply.raw.once('close', () => request.raw.destroy());
+      if (request.raw.destroyed) cleanup();
+      else request.raw.once('close', cleanup);
+    }
   }
 }

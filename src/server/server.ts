@@ -7,18 +7,26 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { Config } from '../config.js';
 import { EpisodeRunner, EpisodeService } from '../jobs/index.js';
 import { startRuntime } from '../pipeline/index.js';
+import type { PoolOptions } from '../pipeline/engine-pool.js';
 import { openStore } from '../store/index.js';
 import { WebhookDispatcher } from '../webhooks/index.js';
 import app from './app.js';
 import { sweepStaleUploads } from './ingest.js';
 import { ServiceMetrics } from './metrics.js';
 
-export async function buildServer(config: Config): Promise<FastifyInstance> {
+export interface BuildOptions {
+  /** Fault injection into engine workers, for tests (see engine-worker.ts). */
+  failpoints?: PoolOptions['failpoints'];
+}
+
+export async function buildServer(config: Config, build: BuildOptions = {}): Promise<FastifyInstance> {
   const fastify = Fastify({
     logger: { level: config.logLevel },
     // Uploads may be slow robot uplinks; inference has its own deadline.
     requestTimeout: config.requestTimeoutMs + 30000,
     bodyLimit: 1024 * 1024,
+    // While closing, requests on open connections get this API's own 503 shutting_down.
+    return503OnClosing: false,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && /^[A-Za-z0-9._:-]{1,128}$/.test(given) ? given : crypto.randomUUID();
@@ -35,7 +43,7 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
   }
   let runtime;
   try {
-    runtime = await startRuntime(config, fastify.log);
+    runtime = await startRuntime(config, fastify.log, undefined, build.failpoints);
   } catch (err) {
     await store.close();
     throw err;
@@ -90,7 +98,7 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
     dispatcher.start();
   });
   try {
-    await fastify.register(app, { config, runtime, metrics, episodes, dispatcher });
+    await fastify.register(app, { config, runtime, metrics, episodes, dispatcher, pauseRunner: () => runner.pause() });
     await fastify.ready();
   } catch (err) {
     await fastify.close();
@@ -101,10 +109,16 @@ export async function buildServer(config: Config): Promise<FastifyInstance> {
 
 export async function serve(config: Config): Promise<FastifyInstance> {
   const fastify = await buildServer(config);
-  closeWithGrace({ delay: config.requestTimeoutMs + 5000 }, async ({ signal, err }) => {
+  // SIGTERM: readiness fails at once and new episodes are refused while still listening for
+  // ARMOR_DRAIN_DELAY_MS (so load balancers see it), then the listener closes and in-flight
+  // requests finish; async episodes not yet claimed stay queued for the next start.
+  closeWithGrace({ delay: config.drainDelayMs + config.requestTimeoutMs + 5000 }, async ({ signal, err }) => {
     if (err) fastify.log.error({ err }, 'shutting down after an error');
-    else fastify.log.info({ signal }, 'shutting down');
+    else fastify.log.info({ signal, drain_delay_ms: config.drainDelayMs }, 'draining');
+    fastify.armor.beginDrain();
+    if (!err && config.drainDelayMs > 0) await new Promise((r) => setTimeout(r, config.drainDelayMs));
     await fastify.close();
+    fastify.log.info('stopped');
   });
   await fastify.listen({ host: config.host, port: config.port });
   return fastify;

@@ -183,7 +183,7 @@ export class KyselyStore implements EpisodeStore {
 
   async listEpisodes(filter: EpisodeFilter): Promise<Page<EpisodeRecord>> {
     let q = this.db.selectFrom('episodes').selectAll();
-    if (filter.cellId !== undefined) q = q.where('cell_id', '=', filter.cellId);
+    if (filter.cellIds !== undefined) q = q.where('cell_id', 'in', filter.cellIds);
     if (filter.status !== undefined) q = q.where('status', '=', filter.status);
     if (filter.since !== undefined) q = q.where('created_at', '>=', filter.since);
     if (filter.cursor !== undefined) {

@@ -59,7 +59,8 @@ export type EpisodeOutcome =
   | { status: 'failed'; error: { code: string; message: string; status: number } };
 
 export interface EpisodeFilter {
-  cellId?: string;
+  /** Any of these cells. */
+  cellIds?: string[];
   status?: EpisodeStatus;
   since?: number;
   limit: number;

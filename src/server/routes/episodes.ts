@@ -7,6 +7,9 @@ import { apiErrorCode, errorBody } from '../plugins/app/errors.js';
 import { Episode, EpisodeList, EpisodeListQuery, EpisodeParams, EpisodeResult } from '../schemas/episode.js';
 import { ErrorBody } from '../schemas/errors.js';
 import { withIngest } from '../ingest.js';
+import { checkCell, visibleCells } from '../plugins/app/auth.js';
+import { Admission } from '../admission.js';
+import { unavailable } from '../../pipeline/engine-pool.js';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
@@ -44,6 +47,8 @@ function parseSince(raw: string | undefined): number | undefined {
 
 export default async function episodeRoutes(app: FastifyInstance): Promise<void> {
   const { pipeline, config, metrics, episodes } = app.armor;
+  const admission = new Admission(config.workers + config.maxQueue, config.workers);
+  app.armor.admission = admission;
 
   const accepted = (reply: FastifyReply, episode: EpisodeRecord) =>
     reply.code(202).header('location', `/v1/episodes/${encodeURIComponent(episode.id)}`).header('preference-applied', 'respond-async').send(episodeView(episode));
@@ -51,13 +56,25 @@ export default async function episodeRoutes(app: FastifyInstance): Promise<void>
   app.post(
     '/v1/episodes',
     {
+      config: { scope: 'submit', rateLimit: {} },
       schema: {
         summary: 'Analyse one pick episode (multipart: video or views, task, cell_id, episode_id, options)',
         consumes: ['multipart/form-data'],
         response: { 200: EpisodeResult, 202: Episode, '4xx': ErrorBody, '5xx': ErrorBody },
       },
+      // Admission before a byte of the upload is read: refused at once when full.
+      preHandler: async (request, reply) => {
+        if (app.armor.shuttingDown) throw unavailable('shutting_down', 'the server is shutting down; retry on another instance', 2);
+        const release = admission.enter();
+        if (!release) {
+          metrics.observeError('queue_full');
+          throw unavailable('queue_full', `${admission.active} episodes are being uploaded, decoded or analysed; retry later`, admission.retryAfterSec());
+        }
+        reply.raw.once('close', release);
+      },
     },
     async (request, reply) => {
+      const startedAt = Date.now();
       const mode = prefersAsync(request.headers.prefer) ? 'async' : 'sync';
       // The request going away (client timeout, robot reboot) stops ffmpeg and unqueues the job.
       // (The response's 'close' before it finished means the connection dropped; the request's
@@ -67,23 +84,27 @@ export default async function episodeRoutes(app: FastifyInstance): Promise<void>
         if (!reply.raw.writableFinished) aborted.abort();
       };
       reply.raw.once('close', onClose);
+      let deadline = startedAt + config.requestTimeoutMs;
       try {
-        if (app.armor.shuttingDown) throw new PipelineError('shutting_down', 'the server is shutting down', 503);
         // Shed load before reading (and decoding) an upload the engine could not take. An
         // async episode only needs the store.
         if (mode === 'sync') pipeline.checkCapacity();
-        const deadline = Date.now() + config.requestTimeoutMs;
-        const outcome = await withIngest(request, config.tmpDir, async ({ media, fields }) =>
-          episodes.submit({
+        const outcome = await withIngest(request, reply, config.tmpDir, deadline, async ({ media, fields }) => {
+          checkCell(request, fields.cell_id);
+          const options = parseRequestOptions(fields.options, config.caps);
+          // One deadline from the request's arrival: upload, ffmpeg, queue and engine.
+          if (options.deadline_ms !== undefined) deadline = startedAt + options.deadline_ms;
+          return episodes.submit({
             media,
             task: fields.task ?? '',
             cellId: fields.cell_id,
             episodeId: fields.episode_id,
-            options: parseRequestOptions(fields.options, config.caps),
+            options,
             mode,
             signal: aborted.signal,
-          }),
-        );
+            deadline,
+          });
+        });
         if (outcome.kind === 'accepted') {
           request.log.info({ episode_id: outcome.episode.id, cell_id: outcome.episode.cellId }, 'episode queued');
           return accepted(reply, outcome.episode);
@@ -99,7 +120,7 @@ export default async function episodeRoutes(app: FastifyInstance): Promise<void>
         // The same episode again (a retry): its stored answer, never a second run.
         if (mode === 'async') return accepted(reply, outcome.episode);
         const final = await episodes.waitFinal(outcome.episode.id, deadline, aborted.signal);
-        if (!final) throw new PipelineError('deadline_exceeded', `episode ${outcome.episode.id} is still being analysed; GET it later`, 503);
+        if (!final) throw new PipelineError('deadline_exceeded', `episode ${outcome.episode.id} is still being analysed; GET it later`, 504);
         if (final.status === 'failed' && final.error) throw new PipelineError(final.error.code, final.error.message, final.error.status);
         return final.result;
       } catch (err) {
@@ -113,21 +134,29 @@ export default async function episodeRoutes(app: FastifyInstance): Promise<void>
 
   app.get(
     '/v1/episodes/:id',
-    { schema: { summary: 'One episode: its status, and its result or error', params: EpisodeParams, response: { 200: Episode, '4xx': ErrorBody, '5xx': ErrorBody } } },
+    {
+      config: { scope: 'read', rateLimit: {} },
+      schema: { summary: 'One episode: its status, and its result or error', params: EpisodeParams, response: { 200: Episode, '4xx': ErrorBody, '5xx': ErrorBody } },
+    },
     async (request, reply) => {
       const { id } = request.params as { id: string };
       const found = await episodes.store.getEpisode(id);
       if (!found) return reply.code(404).send(errorBody('episode_not_found', `no episode ${id}`));
+      checkCell(request, found.cellId);
       return episodeView(found);
     },
   );
 
   app.get(
     '/v1/episodes',
-    { schema: { summary: 'Episodes, newest first, with cursor pagination', querystring: EpisodeListQuery, response: { 200: EpisodeList, '4xx': ErrorBody, '5xx': ErrorBody } } },
+    {
+      config: { scope: 'read', rateLimit: {} },
+      schema: { summary: 'Episodes, newest first, with cursor pagination', querystring: EpisodeListQuery, response: { 200: EpisodeList, '4xx': ErrorBody, '5xx': ErrorBody } },
+    },
     async (request) => {
       const q = request.query as { cell_id?: string; status?: EpisodeRecord['status']; since?: string; limit?: number; cursor?: string };
-      const page = await episodes.store.listEpisodes({ cellId: q.cell_id, status: q.status, since: parseSince(q.since), limit: q.limit ?? 50, cursor: q.cursor });
+      const cellIds = visibleCells(request, q.cell_id);
+      const page = await episodes.store.listEpisodes({ cellIds, status: q.status, since: parseSince(q.since), limit: q.limit ?? 50, cursor: q.cursor });
       return { items: page.items.map(episodeView), next_cursor: page.nextCursor };
     },
   );

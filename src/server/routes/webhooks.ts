@@ -37,7 +37,7 @@ export default async function webhookRoutes(app: FastifyInstance): Promise<void>
 
   app.get(
     '/v1/webhook-deliveries',
-    { schema: { summary: 'Webhook deliveries, newest first (filter by status, endpoint, episode)', querystring: DeliveryListQuery, response: { 200: DeliveryList, ...errors } } },
+    { config: { scope: 'admin', rateLimit: {} }, schema: { summary: 'Webhook deliveries, newest first (filter by status, endpoint, episode)', querystring: DeliveryListQuery, response: { 200: DeliveryList, ...errors } } },
     async (request) => {
       const q = request.query as { status?: DeliveryRecord['status']; endpoint_id?: string; episode_id?: string; limit?: number; cursor?: string };
       const page = await store.listDeliveries({ status: q.status, endpointId: q.endpoint_id, episodeId: q.episode_id, limit: q.limit ?? 50, cursor: q.cursor });
@@ -47,7 +47,7 @@ export default async function webhookRoutes(app: FastifyInstance): Promise<void>
 
   app.post(
     '/v1/webhook-deliveries/:id/retry',
-    { schema: { summary: 'Send a delivery again now (same webhook-id), with a fresh attempt budget', params: IdParams, response: { 202: Delivery, ...errors } } },
+    { config: { scope: 'admin', rateLimit: {} }, schema: { summary: 'Send a delivery again now (same webhook-id), with a fresh attempt budget', params: IdParams, response: { 202: Delivery, ...errors } } },
     async (request, reply) => {
       const { id } = request.params as { id: string };
       const found = await store.getDelivery(id);
@@ -63,7 +63,7 @@ export default async function webhookRoutes(app: FastifyInstance): Promise<void>
     },
   );
 
-  app.get('/v1/webhook-endpoints', { schema: { summary: 'Configured webhook endpoints and whether each is disabled', response: { 200: EndpointList, ...errors } } }, async () => {
+  app.get('/v1/webhook-endpoints', { config: { scope: 'admin', rateLimit: {} }, schema: { summary: 'Configured webhook endpoints and whether each is disabled', response: { 200: EndpointList, ...errors } } }, async () => {
     const disabled = await store.disabledEndpoints();
     return {
       items: config.webhooks.endpoints.map((e) => {
@@ -75,7 +75,7 @@ export default async function webhookRoutes(app: FastifyInstance): Promise<void>
 
   app.post(
     '/v1/webhook-endpoints/:id/enable',
-    { schema: { summary: 'Enable an endpoint that was disabled (after a 410 Gone)', params: IdParams, response: { 204: { type: 'null' }, ...errors } } },
+    { config: { scope: 'admin', rateLimit: {} }, schema: { summary: 'Enable an endpoint that was disabled (after a 410 Gone)', params: IdParams, response: { 204: { type: 'null' }, ...errors } } },
     async (request, reply) => {
       const { id } = request.params as { id: string };
       if (!config.webhooks.endpoints.some((e) => e.id === id)) return reply.code(404).send(errorBody('endpoint_not_found', `no webhook endpoint ${id}`));

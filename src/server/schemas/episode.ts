@@ -48,6 +48,7 @@ export const EpisodeResult = Type.Object(
       temperature: Type.Number(),
       top_p: Type.Number(),
       max_new_tokens: Type.Integer(),
+      deadline_ms: Nullable(Type.Integer()),
     }),
     provider: Type.String(),
     timings: Type.Record(Type.String(), Type.Number()),

@@ -24,6 +24,7 @@ interface CodedError {
   details?: Record<string, unknown>;
   diagnostics?: string;
   validation?: unknown;
+  retryAfterSec?: number;
 }
 
 /** Limits on the number of parts are about the request's shape: 400, not 413. */
@@ -52,6 +53,9 @@ async function errorsPlugin(app: FastifyInstance): Promise<void> {
       return reply.code(500).send(errorBody('internal_error', 'internal server error'));
     }
     if (FORCE_400.has(code)) status = 400;
+    // A refusal before the body was read closes the connection rather than draining the upload.
+    if (!request.raw.complete) reply.header('connection', 'close');
+    if (status === 503) reply.header('retry-after', String(('retryAfterSec' in err && err.retryAfterSec) || 1));
     // ffmpeg's stderr tail (diagnostics) may hold temp paths: logs only, never the client.
     const diagnostics = 'diagnostics' in err ? err.diagnostics : undefined;
     request.log[status >= 500 ? 'warn' : 'info']({ code, status, message: err.message, diagnostics }, 'request refused');
