@@ -8,8 +8,8 @@ import path from 'node:path';
 import t from 'tap';
 import { loadConfig } from '../src/config.js';
 import { hashKey } from '../src/server/api-keys.js';
-import { buildServer } from '../src/server/server.js';
 import { FIXTURES } from './helpers.js';
+import { startTestServer } from './support/test-server.js';
 
 const KEYS = {
   robot: 'robot-key-7c1f4e0b9a2d',
@@ -31,19 +31,8 @@ t.test('API keys, scopes, cells and rate limits', async (t) => {
       { id: 'limited', sha256: hashKey(KEYS.slow), scopes: ['read'], rate_limit_per_min: 3 },
     ]),
   );
-  const config = loadConfig({
-    HOST: '127.0.0.1',
-    LOG_LEVEL: 'silent',
-    ARMOR_API_KEYS_FILE: keysFile,
-    ARMOR_DATA_DIR: path.join(dir, 'data'),
-    ARMOR_TMP_DIR: path.join(dir, 'tmp'),
-    ARMOR_INTRA_OP_THREADS: '1',
-  });
-  const app = await buildServer(config);
-  t.teardown(() => app.close());
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const address = app.server.address();
-  const base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+  const { base, close } = await startTestServer({ ARMOR_API_KEYS_FILE: keysFile });
+  t.teardown(close);
   const video = new Blob([await readFile(path.join(FIXTURES, 'pick-h264.mp4'))]);
   const submit = async (key: string | undefined, cell?: string, id?: string) => {
     const form = new FormData();

@@ -3,13 +3,15 @@
 // logits, tokens, scores and selection.
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { ArmorEngine } from '../src/engine/armor-engine.js';
 import type { EngineResult, EpisodeInput, RefinementOptions } from '../src/engine/types.js';
 import { composeTiles } from '../src/media/index.js';
 import { loadBundle, releaseBundle } from '../src/runtime/bundle.js';
 import { preprocess, type RgbFrames } from '../src/runtime/preprocess.js';
-import { PromptBuilder } from '../src/runtime/prompt.js';
+import { ArmorModel } from '../src/runtime/model.js';
+import { PromptBuilder, textPosition } from '../src/runtime/prompt.js';
+import { buildPrefix } from '../src/engine/prefix-cache.js';
 import { BUNDLE_DIR, GOLDEN } from './helpers.js';
 
 interface GoldenRound {
@@ -46,8 +48,17 @@ interface GoldenOptions {
   max_new_tokens: number;
 }
 
+interface Summary {
+  shape: [number, number];
+  sum: number;
+  abs_sum: number;
+  samples: [number, number][];
+}
+
 interface Golden {
   name: string;
+  image_features: Summary;
+  prefix_armor_features: Summary;
   input: { kind: 'video' | 'image'; file: string; frames?: number; views?: number; height: number; width: number; sample_fps?: number; task: string };
   pixel_values: { shape: [number, number]; sum: number; abs_sum: number; samples: [number, number][] };
   image_grid_thw: [number, number, number];
@@ -94,6 +105,33 @@ function withoutEos(ids: number[], eos: readonly number[]): number[] {
   return ids.length > 0 && eos.includes(ids[ids.length - 1]) ? ids.slice(0, -1) : ids;
 }
 
+/** Shape, sums and sampled values of a float tensor against the reference's summary (relative tolerance on samples). */
+function compareSummary(t: Test, what: string, data: Float32Array, width: number, want: Summary, tol: number): void {
+  t.same([data.length / width, width], want.shape, `${what}: shape`);
+  let worst = 0;
+  for (const [index, value] of want.samples) worst = Math.max(worst, Math.abs(data[index] - value) / Math.max(1, Math.abs(value)));
+  t.ok(worst <= tol, `${what}: ${want.samples.length} sampled values within ${tol} (worst ${worst.toExponential(2)})`);
+  let sum = 0;
+  let absSum = 0;
+  for (const v of data) {
+    sum += v;
+    absSum += Math.abs(v);
+  }
+  t.ok(close(sum, want.sum, tol * Math.max(1, Math.abs(want.abs_sum))), `${what}: sum ${sum} vs ${want.sum}`);
+  t.ok(close(absSum, want.abs_sum, tol * Math.max(1, want.abs_sum)), `${what}: abs sum ${absSum} vs ${want.abs_sum}`);
+}
+
+t.test('tokenizer: the committed cases encode to the reference ids', async (t) => {
+  const bundle = await loadBundle(BUNDLE_DIR);
+  t.teardown(() => releaseBundle(bundle));
+  const cases = JSON.parse(await readFile(path.join(GOLDEN, 'tokenizer_cases.json'), 'utf8')) as { text: string; ids: number[] }[];
+  t.ok(cases.length > 0);
+  for (const c of cases) {
+    t.same(bundle.tokenizer.encode(c.text), c.ids, JSON.stringify(c.text).slice(0, 60));
+    t.equal(bundle.tokenizer.decode(c.ids), c.text, 'decodes back');
+  }
+});
+
 t.test('golden vectors', async (t) => {
   const bundle = await loadBundle(BUNDLE_DIR);
   t.teardown(() => releaseBundle(bundle));
@@ -130,6 +168,13 @@ t.test('golden vectors', async (t) => {
       t.same(prefix.positions, golden.prefix_position_ids, 'prefix position_ids (M-RoPE)');
       t.equal(prefix.visionTokens, golden.n_vision);
 
+      // The vision encoder's output and the prefix feature sums, as the reference computed them.
+      const model = new ArmorModel(bundle);
+      const features = await model.encodeVision(pixels.data, pixels.dims, pixels.grid);
+      compareSummary(t, 'image_features', features, model.hidden, golden.image_features, 1e-4);
+      const state = await buildPrefix(model, prefix, features, true);
+      compareSummary(t, 'prefix armor_features (sums)', state.featureSums as Float32Array, model.hidden, golden.prefix_armor_features, 1e-3);
+
       const greedy: EngineResult = await engine.run(input, engineOptions(golden.greedy.options));
       t.equal(greedy.rounds.length, golden.greedy.rounds.length, 'greedy: rounds run');
       for (const [i, want] of golden.greedy.rounds.entries()) {
@@ -137,8 +182,8 @@ t.test('golden vectors', async (t) => {
         if (!round) break;
         const c = round.candidates[0];
         t.same(round.suffixIds[0], want.suffix_ids, `round ${i}: suffix input_ids${i > 0 ? ' (with history)' : ''}`);
-        const positions = [0, 1, 2].map(() => want.suffix_ids.map((_, j) => prefix.nextPosition + j));
-        t.same(positions, want.suffix_position_ids, `round ${i}: suffix position_ids`);
+        const positions = [0, 1, 2].map(() => round.suffixIds[0].map((_, j) => textPosition(prefix, j)));
+        t.same(positions, want.suffix_position_ids, `round ${i}: suffix position_ids (the engine's textPosition)`);
         t.ok(close(c.detectionLogit, want.detection_logit, 1e-4), `round ${i}: detection logit ${c.detectionLogit} vs ${want.detection_logit}`);
         t.same(c.tokenIds, withoutEos(want.token_ids, eos), `round ${i}: greedy token ids`);
         t.equal(c.entropies.length, want.token_ids.length, `round ${i}: decode steps`);

@@ -245,7 +245,7 @@ t.test('timeouts and aborts kill the child', async (t) => {
   ac2.abort();
   await expectMediaError(t, pending, 'media_aborted', 499);
   await expectMediaError(t, probeVideo(tools, fx('pick-h264.mp4'), LIMITS, { signal: AbortSignal.abort() }), 'media_aborted', 499);
-  await expectMediaError(t, decodeImage(tools, fx('view-1.jpg'), { width: 8, height: 8, timeoutMs: 10_000, signal: AbortSignal.abort() }), 'media_aborted', 499);
+  await expectMediaError(t, decodeImage(tools, fx('view-1.jpg'), { width: 8, height: 8, maxSourceWidth: 4096, maxSourceHeight: 4096, timeoutMs: 10_000, signal: AbortSignal.abort() }), 'media_aborted', 499);
   const vanished = { ...tools, ffprobe: '/nonexistent/ffprobe' };
   await expectMediaError(t, probeVideo(vanished, fx('pick-h264.mp4'), LIMITS), 'media_unavailable', 503);
 });
@@ -282,7 +282,7 @@ t.test('tile grid geometry', async (t) => {
 
 t.test('decodeImage + composeTiles on the view fixtures', async (t) => {
   const names = ['view-1.jpg', 'view-2.png', 'view-3.jpg', 'view-4.png'];
-  const cells = await Promise.all(names.map((n) => decodeImage(tools, fx(n), { width: 80, height: 60, timeoutMs: 10_000 })));
+  const cells = await Promise.all(names.map((n) => decodeImage(tools, fx(n), { width: 80, height: 60, maxSourceWidth: 4096, maxSourceHeight: 4096, timeoutMs: 10_000 })));
   cells.forEach((c) => t.equal(c.length, 80 * 60 * 3));
   const grid = composeTiles(cells, 80, 60);
   t.match(grid, { width: 160, height: 120 });
@@ -298,13 +298,13 @@ t.test('decodeImage + composeTiles on the view fixtures', async (t) => {
   // View 2's white square is in its top-right corner (source 110..150 x 10..50 -> cell 55..75 x 5..25).
   near(px(80 + 65, 15), [255, 255, 255], 'view 2 white square');
 
-  await expectMediaError(t, decodeImage(tools, fx('pick-h264.mp4'), { width: 8, height: 8, timeoutMs: 1000 }), 'unsupported_media', 415);
-  await expectMediaError(t, decodeImage(tools, fx('not-video.mp4'), { width: 8, height: 8, timeoutMs: 1000 }), 'unsupported_media', 415);
-  await expectMediaError(t, decodeImage(tools, fx('empty.mp4'), { width: 8, height: 8, timeoutMs: 1000 }), 'empty_file', 400);
+  await expectMediaError(t, decodeImage(tools, fx('pick-h264.mp4'), { width: 8, height: 8, maxSourceWidth: 4096, maxSourceHeight: 4096, timeoutMs: 1000 }), 'unsupported_media', 415);
+  await expectMediaError(t, decodeImage(tools, fx('not-video.mp4'), { width: 8, height: 8, maxSourceWidth: 4096, maxSourceHeight: 4096, timeoutMs: 1000 }), 'unsupported_media', 415);
+  await expectMediaError(t, decodeImage(tools, fx('empty.mp4'), { width: 8, height: 8, maxSourceWidth: 4096, maxSourceHeight: 4096, timeoutMs: 1000 }), 'empty_file', 400);
   const png = await readFile(fx('view-2.png'));
   const cut = path.join(tmp, 'cut.png');
   await writeFile(cut, png.subarray(0, 60));
-  await expectMediaError(t, decodeImage(tools, cut, { width: 8, height: 8, timeoutMs: 10_000 }), 'corrupt_media', 422);
+  await expectMediaError(t, decodeImage(tools, cut, { width: 8, height: 8, maxSourceWidth: 4096, maxSourceHeight: 4096, timeoutMs: 10_000 }), 'corrupt_media', 422);
 });
 
 // Runs last: after every success and failure path above, nothing may be left running.

@@ -1,6 +1,7 @@
 // One round for a group of trajectories: batched suffix prefill on the shared prefix,
 // detection, then the sampled decode loop.
 import type { ArmorModel, KvCache } from '../runtime/model.js';
+import { textPosition } from '../runtime/prompt.js';
 import type { PrefixState } from './prefix-cache.js';
 import { cacheForBatch } from './prefix-cache.js';
 import type { Xoshiro128 } from './rng.js';
@@ -70,12 +71,12 @@ export async function runGroup(
       const slot = reuse ? lp + j : j;
       let pos: number;
       if (slot < lp) pos = -1;
-      else pos = prefix.prefix.nextPosition + Math.max(0, slot - lp - pad);
+      else pos = textPosition(prefix.prefix, Math.max(0, slot - lp - pad));
       for (let a = 0; a < 3; a++) {
         positions[(a * batch + b) * seq + j] = BigInt(pos < 0 ? prefix.prefix.positions[a][slot] : pos);
       }
     }
-    lastPosition.push(prefix.prefix.nextPosition + rows[b].suffixIds.length - 1);
+    lastPosition.push(textPosition(prefix.prefix, rows[b].suffixIds.length - 1));
   }
   const past: KvCache = reuse ? cacheForBatch(model, prefix, batch) : model.emptyCache(batch);
   const prefill = await model.decode({ embeds, batch, seq, attentionMask: mask, positions, past }, true);

@@ -1,4 +1,5 @@
 // Multi-view episodes: each view decoded to one cell, the cells tiled into one image.
+import { open } from 'node:fs/promises';
 import type { FfmpegTools } from './ffmpeg.js';
 import { MediaError } from './errors.js';
 import { checkGeometry } from './decode.js';
@@ -8,6 +9,9 @@ import { inputArgs, sniffFile } from './sniff.js';
 export interface ImageOptions {
   width: number;
   height: number;
+  /** Largest source image accepted: a tiny file may declare a huge image (a decompression bomb). */
+  maxSourceWidth: number;
+  maxSourceHeight: number;
   timeoutMs: number;
   signal?: AbortSignal;
   maxStderrBytes?: number;
@@ -25,9 +29,18 @@ export async function decodeImage(tools: FfmpegTools, file: string, o: ImageOpti
   checkGeometry(1, o.width, o.height);
   const kind = await sniffFile(file);
   if (kind !== 'jpeg' && kind !== 'png') throw new MediaError('unsupported_media', 'A view must be a JPEG or PNG image.');
+  const size = await imageSize(file, kind);
+  if (!size) throw new MediaError('corrupt_media', 'The image has no readable size: it is truncated or damaged.');
+  if (size.width > o.maxSourceWidth || size.height > o.maxSourceHeight) {
+    throw new MediaError('media_resolution_too_large', `A view is ${size.width}x${size.height}; the limit is ${o.maxSourceWidth}x${o.maxSourceHeight}.`, {
+      details: { width: size.width, height: size.height, max_width: o.maxSourceWidth, max_height: o.maxSourceHeight },
+    });
+  }
   const bytes = o.width * o.height * 3;
   const args = [
     '-hide_banner', '-nostdin', '-v', 'error', '-threads', '1',
+    // Belt and braces: the decoder itself refuses frames larger than the limit.
+    '-max_pixels', String(o.maxSourceWidth * o.maxSourceHeight),
     ...inputArgs(kind, file),
     '-frames:v', '1',
     '-vf', `scale=${o.width}:${o.height}:flags=bicubic,format=rgb24`,
@@ -71,4 +84,39 @@ export function composeTiles(views: readonly Uint8Array[], cellWidth: number, ce
     }
   });
   return { rgb, width, height };
+}
+
+const HEADER_BYTES = 256 * 1024;
+
+/** Width and height from the PNG IHDR or the JPEG SOF marker, read before anything decodes. */
+export async function imageSize(file: string, kind: 'jpeg' | 'png'): Promise<{ width: number; height: number } | undefined> {
+  const handle = await open(file, 'r');
+  let head: Buffer;
+  try {
+    head = Buffer.alloc(HEADER_BYTES);
+    const { bytesRead } = await handle.read(head, 0, HEADER_BYTES, 0);
+    head = head.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+  if (kind === 'png') {
+    if (head.length < 24 || head.toString('latin1', 12, 16) !== 'IHDR') return undefined;
+    return { width: head.readUInt32BE(16), height: head.readUInt32BE(20) };
+  }
+  // JPEG: walk the marker segments to the first start-of-frame (SOF0-15 but DHT, JPG, DAC).
+  let at = 2;
+  while (at + 9 < head.length) {
+    if (head[at] !== 0xff) return undefined;
+    const marker = head[at + 1];
+    if (marker === 0xff) {
+      at++;
+      continue;
+    }
+    const length = head.readUInt16BE(at + 2);
+    if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
+      return { height: head.readUInt16BE(at + 5), width: head.readUInt16BE(at + 7) };
+    }
+    at += 2 + length;
+  }
+  return undefined;
 }

@@ -147,7 +147,9 @@ export class EpisodePipeline {
       throw new PipelineError('invalid_views', `views must hold 2 to ${maxViews} images; got ${media.files.length}`, 400);
     }
     const views: Uint8Array[] = [];
-    for (const file of media.files) views.push(await decodeImage(this.tools, file, { width: cw, height: ch, timeoutMs: m.timeoutMs, signal }));
+    for (const file of media.files) {
+      views.push(await decodeImage(this.tools, file, { width: cw, height: ch, maxSourceWidth: m.maxWidth, maxSourceHeight: m.maxHeight, timeoutMs: m.timeoutMs, signal }));
+    }
     const grid = composeTiles(views, cw, ch);
     const input: EpisodeInput = { kind: 'image', frames: { rgb: grid.rgb, count: 1, height: grid.height, width: grid.width }, task };
     const meta = { kind: 'tiles' as const, frames: 1, width: grid.width, height: grid.height, duration_s: null, sample_fps: null, views: views.length };

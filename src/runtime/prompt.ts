@@ -115,3 +115,12 @@ export class PromptBuilder {
     return ids;
   }
 }
+
+/**
+ * M-RoPE position of the k-th real token after the prefix (suffix or generated): text tokens
+ * continue from the prefix's next position, the same on all three axes; left padding inside
+ * a suffix takes no position.
+ */
+export function textPosition(prefix: Pick<Prefix, 'nextPosition'>, k: number): number {
+  return prefix.nextPosition + k;
+}

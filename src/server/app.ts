@@ -65,6 +65,14 @@ async function app(fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   };
   fastify.decorate('armor', armor);
   fastify.addHook('preClose', async () => armor.beginDrain());
+  // While draining, no connection is kept alive: the close must not wait out keep-alive
+  // timeouts. A request whose upload is still arriving keeps its connection until the rest is
+  // discarded (closing at once would break the client's upload before it reads the answer).
+  fastify.addHook('onSend', async (request, reply) => {
+    if (!armor.shuttingDown) return;
+    if (request.raw.complete) reply.header('connection', 'close');
+    else request.raw.once('end', () => request.raw.socket?.end());
+  });
 
   await fastify.register(errorsPlugin);
   await fastify.register(authPlugin, { config });

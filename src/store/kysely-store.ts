@@ -27,6 +27,13 @@ function encodeCursor(createdAt: number, id: string): string {
   return Buffer.from(JSON.stringify([createdAt, id])).toString('base64url');
 }
 
+/** One page of newest-first rows fetched with limit + 1: the extra row says there is more. */
+function toPage<T extends { createdAt: number; id: string }>(rows: T[], limit: number): Page<T> {
+  const items = rows.slice(0, limit);
+  const last = items.at(-1);
+  return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.createdAt, last.id) : null };
+}
+
 export class InvalidCursorError extends Error {
   readonly code = 'invalid_cursor';
   readonly statusCode = 400;
@@ -191,9 +198,7 @@ export class KyselyStore implements EpisodeStore {
       q = q.where((eb) => eb.or([eb('created_at', '<', at), eb.and([eb('created_at', '=', at), eb('id', '<', id)])]));
     }
     const rows = await q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(filter.limit + 1).execute();
-    const items = rows.slice(0, filter.limit).map(toEpisode);
-    const last = items.at(-1);
-    return { items, nextCursor: rows.length > filter.limit && last ? encodeCursor(last.createdAt, last.id) : null };
+    return toPage(rows.map(toEpisode), filter.limit);
   }
 
   async claimEpisode(owner: string, leaseMs: number): Promise<EpisodeRecord | undefined> {
@@ -400,9 +405,7 @@ export class KyselyStore implements EpisodeStore {
       q = q.where((eb) => eb.or([eb('d.created_at', '<', at), eb.and([eb('d.created_at', '=', at), eb('d.id', '<', id)])]));
     }
     const rows = await q.orderBy('d.created_at', 'desc').orderBy('d.id', 'desc').limit(filter.limit + 1).execute();
-    const items = rows.slice(0, filter.limit).map(toDelivery);
-    const last = items.at(-1);
-    return { items, nextCursor: rows.length > filter.limit && last ? encodeCursor(last.createdAt, last.id) : null };
+    return toPage(rows.map(toDelivery), filter.limit);
   }
 
   async getDelivery(id: string): Promise<DeliveryRecord | undefined> {

@@ -52,10 +52,11 @@ async function authPlugin(app: FastifyInstance, opts: { config: Config }): Promi
     if (!key.scopes.includes(scope)) throw new PipelineError('forbidden', `API key ${key.id} lacks the ${scope} scope`, 403);
     request.apiKey = key;
   });
-  // After authentication (preHandler), so the limit is per key; before any upload is read.
+  // Per route, so after the global authentication hook (the limit is per key), and before
+  // admission and before any upload is read.
   await app.register(rateLimit, {
     global: false,
-    hook: 'preHandler',
+    hook: 'onRequest',
     timeWindow: 60_000,
     max: (request) => request.apiKey?.rateLimitPerMin ?? rateLimitPerMin,
     keyGenerator: (request) => (request.apiKey ? `key:${request.apiKey.id}` : `ip:${request.ip}`),

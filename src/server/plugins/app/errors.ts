@@ -1,5 +1,6 @@
 // One error handler: every 4xx carries a stable code; 5xx internals never leave the server.
 import fp from 'fastify-plugin';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyError, FastifyInstance } from 'fastify';
 
 /** Fastify and plugin error codes mapped to this API's codes. */
@@ -27,6 +28,8 @@ interface CodedError {
   retryAfterSec?: number;
 }
 
+const SHEDDING = new Set(['queue_full', 'shutting_down', 'rate_limited']);
+
 /** Limits on the number of parts are about the request's shape: 400, not 413. */
 const FORCE_400 = new Set(['too_many_files', 'too_many_parts', 'too_many_fields']);
 
@@ -37,6 +40,32 @@ export function apiErrorCode(err: { code?: unknown; statusCode?: number }): stri
   const ours = /^[a-z][a-z0-9_]*$/.test(raw);
   if (status >= 500 && !ours) return 'internal_error';
   return FASTIFY_CODES[raw] ?? (ours ? raw : 'bad_request');
+}
+
+/** How long a refused upload may go on arriving (discarded) so its client can read the answer. */
+const LINGER_MS = 5000;
+
+/**
+ * A refusal sent before the body was read: Node discards the rest of the upload so the client,
+ * still sending, can read the answer (closing at once makes many clients report a broken pipe
+ * instead). An upload that keeps coming past the linger time loses its connection.
+ */
+function lingerThenClose(req: IncomingMessage, res: ServerResponse): void {
+  res.once('finish', () => {
+    if (req.complete) return;
+    const socket = req.socket;
+    const stop = () => {
+      clearTimeout(timer);
+      socket.off('close', stop);
+    };
+    const timer = setTimeout(() => {
+      stop();
+      socket.destroy();
+    }, LINGER_MS);
+    timer.unref();
+    req.once('end', stop);
+    socket.once('close', stop);
+  });
 }
 
 export function errorBody(code: string, message: string, details?: Record<string, unknown>) {
@@ -53,12 +82,12 @@ async function errorsPlugin(app: FastifyInstance): Promise<void> {
       return reply.code(500).send(errorBody('internal_error', 'internal server error'));
     }
     if (FORCE_400.has(code)) status = 400;
-    // A refusal before the body was read closes the connection rather than draining the upload.
-    if (!request.raw.complete) reply.header('connection', 'close');
+    if (!request.raw.complete) lingerThenClose(request.raw, reply.raw);
     if (status === 503) reply.header('retry-after', String(('retryAfterSec' in err && err.retryAfterSec) || 1));
     // ffmpeg's stderr tail (diagnostics) may hold temp paths: logs only, never the client.
     const diagnostics = 'diagnostics' in err ? err.diagnostics : undefined;
-    request.log[status >= 500 ? 'warn' : 'info']({ code, status, message: err.message, diagnostics }, 'request refused');
+    // Load shedding is expected under overload: logged at info, not as a warning per request.
+    request.log[status >= 500 && !SHEDDING.has(code) ? 'warn' : 'info']({ code, status, message: err.message, diagnostics }, 'request refused');
     const details = 'details' in err && err.details ? err.details : undefined;
     return reply.code(status).send(errorBody(code, err.message, details));
   });
