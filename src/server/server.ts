@@ -12,6 +12,7 @@ import { openStore } from '../store/index.js';
 import { WebhookDispatcher } from '../webhooks/index.js';
 import app from './app.js';
 import { sweepStaleUploads } from './ingest.js';
+import { isLoopback } from './api-keys.js';
 import { ServiceMetrics } from './metrics.js';
 
 export interface BuildOptions {
@@ -32,6 +33,9 @@ export async function buildServer(config: Config, build: BuildOptions = {}): Pro
       return typeof given === 'string' && /^[A-Za-z0-9._:-]{1,128}$/.test(given) ? given : crypto.randomUUID();
     },
   });
+  if (config.auth.mode === 'none' && !isLoopback(config.host)) {
+    fastify.log.warn({ host: config.host }, 'ARMOR_AUTH=none: the API is open to anyone who can reach this address (no API keys)');
+  }
   const swept = await sweepStaleUploads(config.tmpDir);
   if (swept > 0) fastify.log.warn({ swept, dir: config.tmpDir }, 'removed stale upload directories');
   const store = await openStore(config.store);
