@@ -48,7 +48,9 @@ t.test('a SIGTERM drains: in-flight answered, new work refused, queued work kept
 
   const answered = await inFlight;
   t.equal(answered.status, 200, 'the in-flight episode was answered');
-  t.equal(await exited, 0, 'the process exited cleanly');
+  const code = await exited;
+  t.equal(code, 0, 'the process exited cleanly');
+  if (code !== 0) t.comment(server.logs.join('').split('\n').filter((l) => !/incoming request|request completed/.test(l)).slice(-30).join('\n'));
 
   const next = await startServerProcess(env);
   t.teardown(() => next.stop());

@@ -77,8 +77,8 @@ for (const [name, open] of [['sqlite', sqlite], ['postgres', postgres]] as const
       const c = await store.claimEpisode('replica-a', 1000);
       t.match(c, { id: 'e2', leaseOwner: 'replica-a', attempts: 2 }, 'an expired claim is taken over');
       t.equal(await store.finishEpisode('e2', 'replica-b', { status: 'succeeded', result: { x: 1 }, label: 'success' }, []), false, 'the old owner cannot finish it');
-      await store.releaseEpisode('e2', 'replica-a');
-      t.match(await store.getEpisode('e2'), { status: 'queued', leaseOwner: null });
+      await store.releaseEpisode('e2', 'replica-a', { refund: true });
+      t.match(await store.getEpisode('e2'), { status: 'queued', leaseOwner: null, attempts: 1 }, 'a claim that never ran is not counted');
     });
 
     t.test('finishing writes the outcome and the outbox together, once', async (t) => {

@@ -69,7 +69,8 @@ export function errorOutcome(err: Error & { statusCode?: number; code?: string }
   const ours = typeof err.code === 'string' && /^[a-z][a-z0-9_]*$/.test(err.code);
   // Internals of a 5xx never leave the server, not even by webhook.
   if (status >= 500 && !ours) return { status: 'failed', error: { code: 'internal_error', message: 'internal server error', status: 500 } };
-  return { status: 'failed', error: { code: String(err.code), message: err.message, status } };
+  // A stored failure is final: never a 503 that tells a retrying client to come back.
+  return { status: 'failed', error: { code: String(err.code), message: err.message, status: status >= 500 ? 500 : status } };
 }
 
 export class EpisodeService {
@@ -108,10 +109,16 @@ export class EpisodeService {
       owner: s.mode === 'sync' ? { id: this.o.owner, leaseMs: this.o.syncLeaseMs } : undefined,
     });
     if (!created.created) {
-      if (created.episode.mediaSha256 !== mediaSha256) {
-        throw new PipelineError('episode_id_conflict', `episode ${id} exists with other media; use a new episode_id`, 409, { episode_id: id });
+      const existing = created.episode;
+      // Other media or another cell is another episode (and a key of one cell learns nothing of another's).
+      if (existing.mediaSha256 !== mediaSha256 || existing.cellId !== (s.cellId ?? null)) {
+        throw new PipelineError('episode_id_conflict', `episode ${id} exists with other media or another cell; use a new episode_id`, 409, { episode_id: id });
       }
-      return { kind: 'existing', episode: created.episode };
+      // A sync run of it is under way and may be dropped if its client goes: no 202 can promise it.
+      if (s.mode === 'async' && existing.mode === 'sync' && (existing.status === 'queued' || existing.status === 'running')) {
+        throw new PipelineError('episode_in_progress', `episode ${id} is being analysed for a synchronous request; GET it later`, 409, { episode_id: id });
+      }
+      return { kind: 'existing', episode: existing };
     }
     if (s.mode === 'async') {
       this.o.onQueued?.();

@@ -7,6 +7,9 @@ import type { EpisodeMedia, RequestOptions } from '../pipeline/index.js';
 import type { EpisodeRecord, EpisodeStore } from '../store/index.js';
 import { errorOutcome, isFinalError, type EpisodeService } from './episodes.js';
 
+/** Errors that mean the engine never took the episode. */
+const NOT_RUN = new Set(['queue_full', 'no_engine_workers', 'shutting_down']);
+
 export interface RunnerOptions {
   leaseMs: number;
   pollMs: number;
@@ -85,7 +88,9 @@ export class EpisodeRunner {
       );
     }, Math.max(100, Math.floor(this.o.leaseMs / 3)));
     heartbeat.unref();
-    const done = this.runOne(episode, abort.signal).finally(() => {
+    const done = this.runOne(episode, abort.signal)
+      .catch((err: Error) => this.o.log.warn({ episode_id: episode.id, err: err.message }, 'async episode could not be recorded; its claim will expire and it will run again'))
+      .finally(() => {
       clearInterval(heartbeat);
       this.inflight.delete(episode.id);
       this.schedule(0);
@@ -94,6 +99,12 @@ export class EpisodeRunner {
   }
 
   private async runOne(episode: EpisodeRecord, signal: AbortSignal): Promise<void> {
+    // Claimed again after its runs so far ended without a word (a process that died on it):
+    // an input that kills the process must not go round the replicas for ever.
+    if (episode.attempts > this.o.maxAttempts) {
+      await this.service.finish(episode, { status: 'failed', error: { code: 'too_many_attempts', message: `the episode was started ${episode.attempts - 1} times without finishing`, status: 500 } });
+      return;
+    }
     const dir = await mkdir(this.o.tmpDir, { recursive: true }).then(() => mkdtemp(path.join(this.o.tmpDir, 'episode-')));
     try {
       const files = await this.store.loadMedia(episode.id);
@@ -113,8 +124,10 @@ export class EpisodeRunner {
     } catch (err) {
       const e = err as Error & { statusCode?: number; code?: string };
       if (isFinalError(e, 'async') || signal.reason === 'lost') return; // recorded by run(), or no longer ours
-      if (this.stopped) {
-        await this.store.releaseEpisode(episode.id, this.service.owner);
+      // Busy, no worker, shutting down: the episode never really ran, so the run is not counted.
+      if (this.stopped || NOT_RUN.has(String(e.code))) {
+        if (!this.stopped) this.backoffUntil = Date.now() + this.o.pollMs * 4;
+        await this.store.releaseEpisode(episode.id, this.service.owner, { refund: true });
         return;
       }
       if (episode.attempts >= this.o.maxAttempts) {

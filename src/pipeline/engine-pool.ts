@@ -33,6 +33,8 @@ interface Job {
 interface Slot {
   worker: Worker;
   job?: Job;
+  /** Taken out of the pool by the watchdog: its replacement is already on the way. */
+  retired?: boolean;
 }
 
 export interface PoolOptions extends Omit<EngineWorkerData, 'failpoint'> {
@@ -181,9 +183,10 @@ export class EnginePool {
         if (job) this.settle(job, unavailable('shutting_down', 'the server is shutting down'));
         return;
       }
-      const err = unavailable('engine_crashed', `engine worker exited with code ${code}${crash ? `: ${crash.message}` : ''}; retry`);
-      if (job) this.settle(job, err);
-      this.onWorkerExit(err);
+      if (slot.retired) return;
+      // What the worker said goes to the log only: it may hold paths or native error text.
+      if (job) this.settle(job, unavailable('engine_crashed', 'the engine worker running this episode stopped; retry'));
+      this.onWorkerExit(new Error(`engine worker exited with code ${code}${crash ? `: ${crash.message}` : ''}`));
       this.failQueuedIfNoWorker();
       this.respawn(0);
     });
@@ -277,11 +280,15 @@ export class EnginePool {
     if (!slot) return;
     job.timer = setTimeout(() => {
       if (slot.job !== job) return;
-      // Out of the pool at once, so nothing is dispatched to it; its 'exit' starts a replacement.
+      // Out of the pool at once, so nothing is dispatched to it, and replaced now: a thread
+      // stuck in native code may take long to exit, or never.
       this.slots.splice(this.slots.indexOf(slot), 1);
+      slot.retired = true;
       this.settle(job, deadlineExceeded('the engine worker stopped answering; it is being replaced'));
       this.onWorkerExit(new Error(`engine worker hung ${this.graceMs} ms past a deadline: terminated`));
       void slot.worker.terminate();
+      this.failQueuedIfNoWorker();
+      this.respawn(0);
     }, this.graceMs);
     job.timer.unref();
   }
@@ -318,9 +325,18 @@ export class EnginePool {
     }
   }
 
-  async close(): Promise<void> {
+  /**
+   * Fails queued jobs, cancels running ones and waits (up to `graceMs`) for them to stop at
+   * their next checkpoint before terminating the workers: a thread terminated inside a native
+   * onnxruntime call can take the whole process down.
+   */
+  async close(graceMs = 5000): Promise<void> {
     this.closing = true;
     for (const job of this.queue.splice(0)) this.settle(job, unavailable('shutting_down', 'the server is shutting down'));
+    const busy = this.slots.filter((s) => s.job);
+    for (const slot of busy) Atomics.store((slot.job as Job).cancel, 0, 1);
+    const until = Date.now() + graceMs;
+    while (busy.some((s) => s.job) && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
     await Promise.allSettled(this.slots.map((s) => s.worker.terminate()));
     this.slots.length = 0;
   }

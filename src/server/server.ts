@@ -91,10 +91,12 @@ export async function buildServer(config: Config, build: BuildOptions = {}): Pro
     log: fastify.log,
   });
   fastify.addHook('onClose', async () => {
+    // Async episodes still running are cancelled (they stop within a decode step) and put back
+    // in the queue before the workers go.
     runner.stop();
+    await runner.drained();
     await dispatcher.stop();
     await runtime.close();
-    await runner.drained();
     await store.close();
   });
   fastify.addHook('onReady', async () => {

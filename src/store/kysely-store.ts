@@ -45,7 +45,7 @@ export class InvalidCursorError extends Error {
 function decodeCursor(cursor: string): [number, string] {
   try {
     const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
-    if (Array.isArray(value) && typeof value[0] === 'number' && typeof value[1] === 'string') return [value[0], value[1]];
+    if (Array.isArray(value) && Number.isSafeInteger(value[0]) && value[0] >= 0 && typeof value[1] === 'string') return [value[0] as number, value[1]];
   } catch {
     // fall through
   }
@@ -244,10 +244,16 @@ export class KyselyStore implements EpisodeStore {
     return Number(r.numUpdatedRows) === 1;
   }
 
-  async releaseEpisode(id: string, owner: string): Promise<void> {
+  async releaseEpisode(id: string, owner: string, opts: { refund: boolean } = { refund: false }): Promise<void> {
     await this.db
       .updateTable('episodes')
-      .set({ status: 'queued', lease_owner: null, lease_until: null, updated_at: this.now() })
+      .set((eb) => ({
+        status: 'queued',
+        lease_owner: null,
+        lease_until: null,
+        updated_at: this.now(),
+        attempts: opts.refund ? eb('attempts', '-', 1) : eb.ref('attempts'),
+      }))
       .where('id', '=', id)
       .where('lease_owner', '=', owner)
       .where('status', '=', 'running')
@@ -413,6 +419,11 @@ export class KyselyStore implements EpisodeStore {
     return row && toDelivery(row);
   }
 
+  async deliveryInFlight(id: string): Promise<boolean> {
+    const row = await this.db.selectFrom('webhook_deliveries').select('lease_until').where('id', '=', id).executeTakeFirst();
+    return row?.lease_until != null && row.lease_until >= this.now();
+  }
+
   async retryDelivery(id: string): Promise<DeliveryRecord | undefined> {
     const now = this.now();
     await this.db
@@ -420,6 +431,7 @@ export class KyselyStore implements EpisodeStore {
       .set({ status: 'pending', attempts: 0, next_attempt_at: now, lease_owner: null, lease_until: null, updated_at: now })
       .where('id', '=', id)
       .where('status', '!=', 'succeeded')
+      .where((eb) => eb.or([eb('lease_until', 'is', null), eb('lease_until', '<', now)]))
       .execute();
     return this.getDelivery(id);
   }

@@ -120,8 +120,8 @@ export interface EpisodeStore {
   /** Claims the oldest queued async episode, or one whose lease expired. */
   claimEpisode(owner: string, leaseMs: number): Promise<EpisodeRecord | undefined>;
   renewLease(id: string, owner: string, leaseMs: number): Promise<boolean>;
-  /** Puts a claimed episode back in the queue (a transient failure such as no engine worker). */
-  releaseEpisode(id: string, owner: string): Promise<void>;
+  /** Puts a claimed episode back in the queue; `refund` when it never ran (its claim is not counted). */
+  releaseEpisode(id: string, owner: string, opts?: { refund: boolean }): Promise<void>;
   loadMedia(id: string): Promise<MediaFile[]>;
   /**
    * Records the outcome and its webhook messages in one transaction, only while `owner`
@@ -144,6 +144,8 @@ export interface EpisodeStore {
   getDelivery(id: string): Promise<DeliveryRecord | undefined>;
   /** Schedules a delivery again now (a failed one is pending again, with a fresh attempt budget). */
   retryDelivery(id: string): Promise<DeliveryRecord | undefined>;
+  /** Whether a delivery is being sent right now (claimed, lease not expired). */
+  deliveryInFlight(id: string): Promise<boolean>;
   disableEndpoint(endpointId: string, reason: string): Promise<void>;
   enableEndpoint(endpointId: string): Promise<void>;
   disabledEndpoints(): Promise<Map<string, { at: number; reason: string }>>;

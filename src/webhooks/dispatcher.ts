@@ -100,9 +100,14 @@ export class WebhookDispatcher {
 
   private async deliver(d: DueDelivery, disabledReason: string | undefined): Promise<void> {
     const endpoint = this.endpoints.get(d.endpointId);
-    if (!endpoint || disabledReason !== undefined) {
-      const error = endpoint ? `endpoint disabled: ${disabledReason}` : `endpoint ${d.endpointId} is no longer configured`;
-      await this.store.recordAttempt(d.id, this.o.owner, { kind: 'failed', statusCode: null, error });
+    if (!endpoint) {
+      // Not configured here (a replica with older or newer configuration): left to the replicas
+      // that know it once this claim expires, never failed for good.
+      this.o.log.warn({ delivery: d.id, endpoint: d.endpointId }, 'webhook endpoint not configured on this replica; delivery left pending');
+      return;
+    }
+    if (disabledReason !== undefined) {
+      await this.store.recordAttempt(d.id, this.o.owner, { kind: 'failed', statusCode: null, error: `endpoint disabled: ${disabledReason}` });
       return;
     }
     const outcome = await this.attempt(endpoint, d);

@@ -41,7 +41,7 @@ export function prefersAsync(header: string | string[] | undefined): boolean {
 function parseSince(raw: string | undefined): number | undefined {
   if (raw === undefined) return undefined;
   const ms = /^\d+$/.test(raw) ? Number(raw) : Date.parse(raw);
-  if (!Number.isFinite(ms)) throw new PipelineError('invalid_request', 'since must be an RFC 3339 time or epoch milliseconds', 400);
+  if (!Number.isSafeInteger(ms) || ms < 0) throw new PipelineError('invalid_request', 'since must be an RFC 3339 time or epoch milliseconds', 400);
   return ms;
 }
 

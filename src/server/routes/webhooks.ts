@@ -57,6 +57,7 @@ export default async function webhookRoutes(app: FastifyInstance): Promise<void>
       if (disabled) {
         return reply.code(409).send(errorBody('endpoint_disabled', `endpoint ${found.endpointId} is disabled (${disabled.reason}); enable it first`));
       }
+      if (await store.deliveryInFlight(id)) return reply.code(409).send(errorBody('delivery_in_flight', `delivery ${id} is being sent right now; look again in a moment`));
       const retried = (await store.retryDelivery(id)) as DeliveryRecord;
       dispatcher.wake();
       return reply.code(202).send(deliveryView(retried));
