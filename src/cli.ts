@@ -146,6 +146,10 @@ async function check(argv: string[]): Promise<number> {
 
 async function main(): Promise<number> {
   const [command, ...rest] = process.argv.slice(2);
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
   switch (command) {
     case 'serve': {
       const { serve } = await import('./server/server.js');

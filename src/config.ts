@@ -104,9 +104,6 @@ export function loadConfig(env: Env = process.env): Config {
   const auth = authConfig(env);
   // Without keys the API is open, so by default it listens only where no one else can reach it.
   const host = env.HOST || (auth.mode === 'none' && !auth.explicit ? '127.0.0.1' : '0.0.0.0');
-  if (auth.mode === 'none' && !auth.explicit && !isLoopback(host)) {
-    throw new ConfigError(`HOST=${host} would open the API to the network without API keys: set ARMOR_API_KEYS_FILE, or ARMOR_AUTH=none to allow it explicitly`);
-  }
   return {
     auth,
     rateLimitPerMin: int(env, 'ARMOR_RATE_LIMIT_PER_MIN', 600, 1, 1000000),
@@ -149,6 +146,16 @@ export function loadConfig(env: Env = process.env): Config {
     },
     webhooks: webhooks(env),
   };
+}
+
+/**
+ * For the server only (the CLI's analyze, eval and check listen nowhere): without API keys the
+ * API may listen on loopback only, unless ARMOR_AUTH=none says otherwise.
+ */
+export function assertSafeExposure(config: Config): void {
+  if (config.auth.mode === 'none' && !config.auth.explicit && !isLoopback(config.host)) {
+    throw new ConfigError(`HOST=${config.host} would open the API to the network without API keys: set ARMOR_API_KEYS_FILE, or ARMOR_AUTH=none to allow it explicitly`);
+  }
 }
 
 function authConfig(env: Env): Config['auth'] {

@@ -6,7 +6,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { loadConfig } from '../src/config.js';
+import { assertSafeExposure, loadConfig } from '../src/config.js';
+import { buildServer } from '../src/server/server.js';
 import { hashKey } from '../src/server/api-keys.js';
 import { FIXTURES } from './helpers.js';
 import { startTestServer } from './support/test-server.js';
@@ -98,8 +99,10 @@ t.test('start-up rules: keys file errors name the field; no keys means loopback 
     t.throws(() => loadConfig({ ARMOR_API_KEYS_FILE: file }), { name: 'ConfigError', message }, name);
   }
   t.equal(loadConfig({}).host, '127.0.0.1', 'without keys the default listen address is loopback');
-  t.throws(() => loadConfig({ HOST: '0.0.0.0' }), { message: /HOST=0\.0\.0\.0 would open the API to the network without API keys/ });
-  t.equal(loadConfig({ HOST: '0.0.0.0', ARMOR_AUTH: 'none' }).host, '0.0.0.0', 'ARMOR_AUTH=none opens it explicitly');
+  t.throws(() => assertSafeExposure(loadConfig({ HOST: '0.0.0.0' })), { message: /HOST=0\.0\.0\.0 would open the API to the network without API keys/ });
+  t.doesNotThrow(() => loadConfig({ HOST: '0.0.0.0' }), 'the CLI (analyze, eval, check) listens nowhere and does not care');
+  await t.rejects(buildServer(loadConfig({ HOST: '0.0.0.0', LOG_LEVEL: 'silent' })), { message: /would open the API/ }, 'the server refuses to start');
+  t.doesNotThrow(() => assertSafeExposure(loadConfig({ HOST: '0.0.0.0', ARMOR_AUTH: 'none' })), 'ARMOR_AUTH=none opens it explicitly');
   await writeFile(file, JSON.stringify([good]));
   t.equal(loadConfig({ ARMOR_API_KEYS_FILE: file }).host, '0.0.0.0', 'with keys it listens on every address');
   t.throws(() => loadConfig({ ARMOR_API_KEYS_FILE: file, ARMOR_AUTH: 'none' }), { message: /contradict/ });

@@ -42,6 +42,14 @@ t.test('analyze reports bad input with its error code and a non-zero exit', asyn
   t.match(config.stderr, /invalid_config: ARMOR_WORKERS=many/);
 });
 
+t.test('every subcommand answers --help', async (t) => {
+  for (const command of ['serve', 'analyze', 'eval', 'check']) {
+    const r = await run([command, '--help']);
+    t.equal(r.code, 0, `${command} --help exits 0`);
+    t.match(r.stdout, /Usage:/);
+  }
+});
+
 t.test('serve answers /healthz and exits cleanly on SIGTERM', async (t) => {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'armor-cli-serve-'));
   t.teardown(() => rm(dataDir, { recursive: true, force: true }));

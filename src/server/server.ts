@@ -4,7 +4,7 @@ import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import closeWithGrace from 'close-with-grace';
 import Fastify, { type FastifyInstance } from 'fastify';
-import type { Config } from '../config.js';
+import { assertSafeExposure, type Config } from '../config.js';
 import { EpisodeRunner, EpisodeService } from '../jobs/index.js';
 import { startRuntime } from '../pipeline/index.js';
 import type { PoolOptions } from '../pipeline/engine-pool.js';
@@ -21,6 +21,7 @@ export interface BuildOptions {
 }
 
 export async function buildServer(config: Config, build: BuildOptions = {}): Promise<FastifyInstance> {
+  assertSafeExposure(config);
   const fastify = Fastify({
     logger: { level: config.logLevel },
     // Uploads may be slow robot uplinks; inference has its own deadline.
