@@ -4,14 +4,12 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { EpisodeRecord } from '../../store/index.js';
 import { parseRequestOptions, PipelineError } from '../../pipeline/index.js';
 import { apiErrorCode, errorBody } from '../plugins/app/errors.js';
-import { Episode, EpisodeList, EpisodeListQuery, EpisodeParams, EpisodeResult } from '../schemas/episode.js';
+import { Episode, EpisodeList, EpisodeListQuery, EpisodeParams, EpisodeResult, iso } from '../schemas/episode.js';
 import { ErrorBody } from '../schemas/errors.js';
 import { withIngest } from '../ingest.js';
 import { checkCell, visibleCells } from '../plugins/app/auth.js';
 import { Admission } from '../admission.js';
 import { unavailable } from '../../pipeline/engine-pool.js';
-
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 export function episodeView(e: EpisodeRecord) {
   return {

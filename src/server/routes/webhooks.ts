@@ -3,9 +3,8 @@ import type { FastifyInstance } from 'fastify';
 import type { DeliveryRecord } from '../../store/index.js';
 import { errorBody } from '../plugins/app/errors.js';
 import { ErrorBody } from '../schemas/errors.js';
+import { iso } from '../schemas/episode.js';
 import { Delivery, DeliveryList, DeliveryListQuery, EndpointList, IdParams } from '../schemas/webhooks.js';
-
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 function deliveryView(d: DeliveryRecord) {
   return {

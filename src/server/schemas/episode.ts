@@ -16,7 +16,10 @@ const Candidate = Type.Object({
   time_ms: Type.Number(),
 });
 
-const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
+export const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
+
+/** Epoch milliseconds as the API writes times (RFC 3339, UTC). */
+export const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 export const EpisodeResult = Type.Object(
   {

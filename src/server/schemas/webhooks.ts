@@ -1,7 +1,6 @@
 // Webhook deliveries and endpoints as the API shows them.
 import { Type } from '@sinclair/typebox';
-
-const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
+import { Nullable } from './episode.js';
 const Timestamp = Type.String({ format: 'date-time' });
 const Status = Type.Union([Type.Literal('pending'), Type.Literal('succeeded'), Type.Literal('failed')]);
 
