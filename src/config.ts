@@ -121,8 +121,9 @@ export function loadConfig(env: Env = process.env): Config {
     maxTaskChars: int(env, 'ARMOR_MAX_TASK_CHARS', 1000, 1, 100000),
     media: {
       maxDurationSec: int(env, 'ARMOR_MAX_VIDEO_SECONDS', 60, 1, 3600),
-      maxWidth: int(env, 'ARMOR_MAX_VIDEO_WIDTH', 1920, 16, 16384),
-      maxHeight: int(env, 'ARMOR_MAX_VIDEO_HEIGHT', 1080, 16, 16384),
+      // Camera resolutions as they come (up to 4K UHD): ffmpeg scales to the model's size.
+      maxWidth: int(env, 'ARMOR_MAX_VIDEO_WIDTH', 3840, 16, 16384),
+      maxHeight: int(env, 'ARMOR_MAX_VIDEO_HEIGHT', 2160, 16, 16384),
       maxSourceFrames: int(env, 'ARMOR_MAX_SOURCE_FRAMES', 3600, 1, 1000000),
       timeoutMs: int(env, 'ARMOR_MEDIA_TIMEOUT_MS', 20000, 100, 600000),
     },

@@ -10,7 +10,7 @@ import { startTestServer } from './support/test-server.js';
 import { makeHostileMedia } from './support/hostile-media.js';
 
 type Part = { name: string; file?: string; bytes?: Uint8Array; value?: string; filename?: string };
-type Case = { name: string; parts: Part[]; status: number; code?: string; raw?: { contentType: string; body: string } };
+type Case = { name: string; parts: Part[]; status: number; code?: string; match?: object; raw?: { contentType: string; body: string } };
 
 t.test('hostile and odd uploads', async (t) => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'armor-hostile-test-'));
@@ -33,6 +33,7 @@ t.test('hostile and odd uploads', async (t) => {
     { name: 'a concat playlist named .mp4', parts: [video(media.concat), task], status: 415, code: 'unsupported_media' },
     { name: 'an ftyp box then an HLS playlist', parts: [video(media.ftypHls), task], status: 422, code: 'corrupt_media' },
     { name: '8K video', parts: [video(media.k8), task], status: 422, code: 'media_resolution_too_large' },
+    { name: 'a 3840x2160 camera clip (scaled down by ffmpeg)', parts: [video(media.uhd), task, options], status: 200, match: { input: { width: 3840, height: 2160 }, detection: { label: /^(success|failure)$/ } } },
     { name: '15-minute video', parts: [video(media.fifteenMinutes), task], status: 422, code: 'media_too_long' },
     { name: 'audio only', parts: [video(media.audioOnly), task], status: 415, code: 'unsupported_media' },
     { name: 'a single frame', parts: [video(media.oneFrame), task, options], status: 200 },
@@ -86,6 +87,7 @@ t.test('hostile and odd uploads', async (t) => {
     const body = (await res.json()) as { error?: { code: string; message: string } };
     t.equal(res.status, c.status, `${c.name}: status ${res.status} (${body.error?.code}: ${body.error?.message})`);
     if (c.code) t.equal(body.error?.code, c.code, `${c.name}: code`);
+    if (c.match) t.match(body, c.match, `${c.name}: answer`);
     t.notMatch(JSON.stringify(body), /\/tmp\/|at .*\.js:\d+|ENOENT/, `${c.name}: no paths or stack traces`);
   }
   t.ok(cases.length >= 30, `${cases.length} cases`);

@@ -26,6 +26,8 @@ t.test('POST /v1/episodes', async (t) => {
     ARMOR_INTRA_OP_THREADS: '1',
     ARMOR_MAX_UPLOAD_BYTES: '400000',
     ARMOR_MAX_VIDEO_SECONDS: '8',
+    ARMOR_MAX_VIDEO_WIDTH: '1920',
+    ARMOR_MAX_VIDEO_HEIGHT: '1080',
   });
   const app = await buildServer(config);
   await app.listen({ host: config.host, port: 0 });

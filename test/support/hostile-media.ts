@@ -55,6 +55,7 @@ export async function makeHostileMedia(dir: string): Promise<HostileMedia> {
   const lavfi = (src: string) => ['-f', 'lavfi', '-i', src];
   const x264 = ['-c:v', 'libx264', '-preset', 'ultrafast'];
   const files: HostileMedia = {};
+  files.uhd = await make(dir, 'four-k.mp4', [...lavfi('testsrc=s=3840x2160:r=5:d=1'), ...x264, '-pix_fmt', 'yuv420p']);
   files.k8 = await make(dir, 'eight-k.mp4', [...lavfi('color=c=gray:s=7680x4320:r=1:d=1'), ...x264, '-pix_fmt', 'yuv420p']);
   files.fifteenMinutes = await make(dir, 'fifteen-minutes.mp4', [...lavfi('color=c=gray:s=64x48:r=1:d=900'), ...x264, '-pix_fmt', 'yuv420p']);
   files.audioOnly = await make(dir, 'audio-only.mp4', [...lavfi('sine=f=440:d=2'), '-c:a', 'aac']);
