@@ -3,7 +3,7 @@
 // finished with their webhook messages in the same transaction.
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { EpisodeMedia, EpisodePipeline, EpisodeResponse, RequestOptions } from '../pipeline/index.js';
 import { PipelineError, seedForEpisode } from '../pipeline/index.js';
@@ -46,10 +46,9 @@ function mediaFiles(media: EpisodeMedia): string[] {
 export async function hashMedia(media: EpisodeMedia): Promise<string> {
   const hash = createHash('sha256').update(`${media.kind}\n`);
   for (const file of mediaFiles(media)) {
-    const chunks: Buffer[] = [];
-    for await (const chunk of createReadStream(file)) chunks.push(chunk as Buffer);
-    const bytes = Buffer.concat(chunks);
-    hash.update(`${bytes.length}\n`).update(bytes);
+    // Streamed: an upload is never held whole in memory just to be hashed.
+    hash.update(`${(await stat(file)).size}\n`);
+    for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
   }
   return hash.digest('hex');
 }
