@@ -35,8 +35,10 @@ export interface Config {
     timeoutMs: number;
   };
   caps: { maxTrajectories: number; maxRounds: number; maxNewTokens: number; maxDeadlineMs: number };
-  /** ffprobe/ffmpeg processes running at once; more media work waits (and counts against admission). */
+  /** ffmpeg processes (or node-av workers) decoding at once; more media work waits (and counts against admission). */
   maxMediaProcesses: number;
+  /** auto: FFMPEG_PATH, else node-av when installed, else ffmpeg-static, else PATH. cli skips node-av; node-av requires it. */
+  mediaDecoder: 'auto' | 'cli' | 'node-av';
   /** A running episode this long past its deadline means its worker hangs: it is replaced. */
   watchdogGraceMs: number;
   workerBootTimeoutMs: number;
@@ -134,6 +136,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxDeadlineMs: requestTimeoutMs,
     },
     maxMediaProcesses: int(env, 'ARMOR_MAX_MEDIA_PROCESSES', cores, 1, 256),
+    mediaDecoder: oneOf(env, 'ARMOR_MEDIA_DECODER', 'auto', ['auto', 'cli', 'node-av'] as const),
     watchdogGraceMs: int(env, 'ARMOR_WATCHDOG_GRACE_MS', 2000, 100, 600000),
     workerBootTimeoutMs: int(env, 'ARMOR_WORKER_BOOT_TIMEOUT_MS', 120000, 1000, 3600000),
     drainDelayMs: int(env, 'ARMOR_DRAIN_DELAY_MS', 0, 0, 600000),

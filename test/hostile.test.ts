@@ -12,12 +12,17 @@ import { makeHostileMedia } from './support/hostile-media.js';
 type Part = { name: string; file?: string; bytes?: Uint8Array; value?: string; filename?: string };
 type Case = { name: string; parts: Part[]; status: number; code?: string; match?: object; raw?: { contentType: string; body: string } };
 
-t.test('hostile and odd uploads', async (t) => {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'armor-hostile-test-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const media = await makeHostileMedia(dir);
-  const { base, tmpFiles, close } = await startTestServer({ ARMOR_MAX_UPLOAD_BYTES: '4000000', ARMOR_MAX_QUEUE: '64' });
+const dir = await mkdtemp(path.join(os.tmpdir(), 'armor-hostile-test-'));
+t.teardown(() => rm(dir, { recursive: true, force: true }));
+const media = await makeHostileMedia(dir);
+
+// Both decoders the server may use: node-av workers (auto, when installed) and the ffmpeg CLI.
+for (const decoder of ['auto', 'cli']) t.test(`hostile and odd uploads (ARMOR_MEDIA_DECODER=${decoder})`, async (t) => {
+  const { base, tmpFiles, close } = await startTestServer({ ARMOR_MAX_UPLOAD_BYTES: '4000000', ARMOR_MAX_QUEUE: '64', ARMOR_MEDIA_DECODER: decoder });
   t.teardown(close);
+  const ready = (await (await fetch(`${base}/readyz`)).json()) as { ffmpeg: { source: string; version: string } };
+  t.comment(`decoding with ${ready.ffmpeg.source} (FFmpeg ${ready.ffmpeg.version})`);
+  if (decoder === 'cli') t.not(ready.ffmpeg.source, 'node-av', 'the CLI was asked for');
 
   const quick = JSON.stringify({ trajectories: 1, max_rounds: 1, max_new_tokens: 4, seed: 1 });
   const task = { name: 'task', value: 'pick the item into the tote' };

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  composeTiles, decodeImage, decodeVideoFrames, MediaError, MediaSetupError, probeVideo, resolveFfmpeg,
+  composeTiles, decodeImage, decodeVideoFrames, MediaError, MediaSetupError, probeVideo, resolveFfmpeg, versionPolicy,
   RunError, runProcess, sniffMedia, tileGrid, type FfmpegTools, type MediaErrorCode, type ProbeLimits,
 } from '../src/media/index.js';
 
@@ -82,8 +82,8 @@ t.teardown(async () => { await rm(tmp, { recursive: true, force: true }); });
 t.test('resolveFfmpeg', async (t) => {
   t.equal(tools.source, 'PATH', 'ffmpeg-static is not installed here, so PATH wins');
   t.match(tools.version, /^\d+\.\d+/);
-  t.ok(path.isAbsolute(tools.ffmpeg) && path.isAbsolute(tools.ffprobe));
-  t.equal(path.dirname(tools.ffprobe), path.dirname(tools.ffmpeg), 'ffprobe found beside ffmpeg');
+  t.ok(path.isAbsolute(tools.ffmpeg));
+  t.equal(tools.policy, versionPolicy(tools.version), 'the policy verdict is reported with the binary');
 
   const explicit = await resolveFfmpeg({ ...process.env, FFMPEG_PATH: tools.ffmpeg });
   t.equal(explicit.source, 'FFMPEG_PATH');
@@ -95,9 +95,22 @@ t.test('resolveFfmpeg', async (t) => {
     t.match((err as Error).message, bogus);
     t.match((err as Error).message, /FFMPEG_PATH/);
   }
-  const probeErr = await resolveFfmpeg({ ...process.env, FFPROBE_PATH: '/nonexistent/ffprobe' }).catch((e: unknown) => e);
-  t.ok(probeErr instanceof MediaSetupError);
-  t.match((probeErr as Error).message, /FFPROBE_PATH is set to "\/nonexistent\/ffprobe"/);
+
+  // The version policy: an ffmpeg that parses uploads must still get security fixes.
+  const fake = async (name: string, version: string): Promise<string> => {
+    const file = path.join(tmp, name);
+    await writeFile(file, `#!/bin/sh\necho "ffmpeg version ${version} Copyright (c) 2000-2018 the FFmpeg developers"\n`, { mode: 0o755 });
+    return file;
+  };
+  const old = await resolveFfmpeg({ ...process.env, FFMPEG_PATH: await fake('ffmpeg-4.1', '4.1') }).catch((e: unknown) => e);
+  t.ok(old instanceof MediaSetupError, 'a 2018 ffmpeg 4.1 (the @ffmpeg-installer binary) is refused');
+  t.match((old as Error).message, /refused: version 4\.1 is older than 6\.0/);
+  const debian = await resolveFfmpeg({ ...process.env, FFMPEG_PATH: await fake('ffmpeg-deb', '5.1.9-0+deb12u1') });
+  t.equal(debian.policy, 'distribution-maintained', "Debian 12's 5.1 with backported fixes is accepted, and says so");
+  t.same(['7.1.2-0+deb13u1', '6.0', 'n8.0.1', '8.0-static', 'N-113042-g1a2b3c4d', '5.1.4', '4.4.2-0ubuntu0.22.04.1', 'garbage'].map(versionPolicy), [
+    'current', 'current', 'current', 'current', 'development-build', { refused: 'version 5.1.4 is older than 6.0 and not a maintained distribution build' },
+    'distribution-maintained', { refused: 'unrecognised version "garbage"' },
+  ]);
 
   // Nothing anywhere: the message lists every place tried and how to fix it.
   const none = await resolveFfmpeg({ PATH: path.join(tmp, 'empty-bin') }).catch((e: unknown) => e);
@@ -106,8 +119,9 @@ t.test('resolveFfmpeg', async (t) => {
   t.match(msg, /FFMPEG_PATH: not set/);
   t.match(msg, /ffmpeg-static: package not installed/);
   t.match(msg, /PATH: no ffmpeg executable found/);
-  t.match(msg, /install ffmpeg/i);
-  t.equal((none as MediaSetupError).tried.length, 3);
+  t.match(msg, /install ffmpeg 6\.0 or newer/i);
+  t.match(msg, /node-av: skipped \(ARMOR_MEDIA_DECODER=cli\)/);
+  t.equal((none as MediaSetupError).tried.length, 4);
 });
 
 t.test('sniffMedia', async (t) => {
@@ -124,9 +138,14 @@ t.test('sniffMedia', async (t) => {
 });
 
 t.test('probeVideo reads mp4 and webm', async (t) => {
-  const mp4 = await probeVideo(tools, fx('pick-h264.mp4'), LIMITS);
-  t.match(mp4, { durationSec: 3, width: 320, height: 240, codec: 'h264', frameRate: 10, frameCount: 30 });
-  t.match(mp4.formatName, /mp4/);
+  const mp4 = await probeVideo(fx('pick-h264.mp4'), LIMITS);
+  t.match(mp4, { durationSec: 3, width: 320, height: 240, codec: 'avc', frameCount: 30 });
+  t.match(mp4.formatName, /MP4/);
+  const turned = await probeVideo(fx('pick-rotated-90.mp4'), LIMITS);
+  // ffmpeg's -display_rotation 90 is counter-clockwise: 270 degrees clockwise, sizes as displayed.
+  t.match(turned, { width: 240, height: 320, rotation: 270 }, 'a display rotation: sizes as displayed');
+  const webm = await probeVideo(fx('pick-vp9.webm'), LIMITS);
+  t.match(webm, { durationSec: 2.5, width: 320, height: 240, codec: 'vp9', frameCount: 25, formatName: 'WebM' });
 
   // Which source frames (10 fps; the box's left edge is 20 + 8 * frame): frame k is the
   // last one before the middle of the k-th of 8 equal slices of the 3 s.
@@ -134,11 +153,6 @@ t.test('probeVideo reads mp4 and webm', async (t) => {
   const sourceFrames = Array.from({ length: 8 }, (_, f) => (redLeftEdge(full.rgb, f, 320, 240) - 20) / 8);
   t.same(sourceFrames, [1, 5, 9, 13, 16, 20, 24, 28]);
   t.same(sourceFrames, Array.from({ length: 8 }, (_, k) => Math.ceil(((k + 0.5) * 3 / 8) * 10) - 1), 'matches the documented rule');
-
-  const webm = await probeVideo(tools, fx('pick-vp9.webm'), LIMITS);
-  t.match(webm, { durationSec: 2.5, width: 320, height: 240, codec: 'vp9', frameRate: 10 });
-  t.match(webm.formatName, /webm/);
-  t.equal(webm.frameCount, undefined, 'webm declares no frame count; the stream has no duration either (format duration used)');
 });
 
 t.test('decodeVideoFrames', async (t) => {
@@ -173,9 +187,9 @@ t.test('decodeVideoFrames', async (t) => {
 });
 
 t.test('bad input is refused with stable codes', async (t) => {
-  await expectMediaError(t, probeVideo(tools, fx('truncated.mp4'), LIMITS), 'corrupt_media', 422);
+  await expectMediaError(t, probeVideo(fx('truncated.mp4'), LIMITS), 'corrupt_media', 422);
   // The index survives in a faststart file, so probing passes and decoding must catch it.
-  const ok = await probeVideo(tools, fx('truncated-faststart.mp4'), LIMITS);
+  const ok = await probeVideo(fx('truncated-faststart.mp4'), LIMITS);
   t.equal(ok.durationSec, 3);
   const dec = await expectMediaError(t,
     decodeVideoFrames(tools, fx('truncated-faststart.mp4'), { count: 8, width: 32, height: 24, durationSec: 3, timeoutMs: 10_000 }),
@@ -183,26 +197,26 @@ t.test('bad input is refused with stable codes', async (t) => {
   t.ok(dec.diagnostics !== undefined && dec.diagnostics.length > 0, 'stderr kept for the logs');
   t.same(dec.details, {}, 'no stderr (temp paths) in client-facing details');
 
-  await expectMediaError(t, probeVideo(tools, fx('empty.mp4'), LIMITS), 'empty_file', 400);
+  await expectMediaError(t, probeVideo(fx('empty.mp4'), LIMITS), 'empty_file', 400);
   await expectMediaError(t, decodeVideoFrames(tools, fx('empty.mp4'), { count: 2, width: 8, height: 8, durationSec: 1, timeoutMs: 1000 }), 'empty_file', 400);
-  await expectMediaError(t, probeVideo(tools, fx('not-video.mp4'), LIMITS), 'unsupported_media', 415);
-  await expectMediaError(t, probeVideo(tools, fx('view-1.jpg'), LIMITS), 'unsupported_media', 415);
+  await expectMediaError(t, probeVideo(fx('not-video.mp4'), LIMITS), 'unsupported_media', 415);
+  await expectMediaError(t, probeVideo(fx('view-1.jpg'), LIMITS), 'unsupported_media', 415);
 
-  // Right magic, garbage after it: ffprobe runs and fails -> damaged, not a wrong type.
+  // Right magic, garbage after it: the container cannot be read -> damaged, not a wrong type.
   const fake = path.join(tmp, 'fake.mp4');
   await writeFile(fake, Buffer.concat([Buffer.from([0, 0, 0, 0x18]), Buffer.from('ftypisom'), Buffer.alloc(4000, 0x5a)]));
-  await expectMediaError(t, probeVideo(tools, fake, LIMITS), 'corrupt_media', 422);
+  await expectMediaError(t, probeVideo(fake, LIMITS), 'corrupt_media', 422);
 });
 
 t.test('limits', async (t) => {
-  const long = await expectMediaError(t, probeVideo(tools, fx('long.mp4'), { ...LIMITS, maxDurationSec: 10 }), 'media_too_long', 422);
+  const long = await expectMediaError(t, probeVideo(fx('long.mp4'), { ...LIMITS, maxDurationSec: 10 }), 'media_too_long', 422);
   t.match(long.details, { durationSec: 12, maxDurationSec: 10 });
-  const big = await expectMediaError(t, probeVideo(tools, fx('big.mp4'), LIMITS), 'media_resolution_too_large', 422);
+  const big = await expectMediaError(t, probeVideo(fx('big.mp4'), LIMITS), 'media_resolution_too_large', 422);
   t.match(big.details, { width: 1920, height: 1088, maxHeight: 1080 });
-  await expectMediaError(t, probeVideo(tools, fx('pick-h264.mp4'), { ...LIMITS, maxSourceFrames: 20 }), 'media_too_many_frames', 422);
-  // webm declares no count: duration x rate (25) is checked.
-  await expectMediaError(t, probeVideo(tools, fx('pick-vp9.webm'), { ...LIMITS, maxSourceFrames: 24 }), 'media_too_many_frames', 422);
-  t.ok(await probeVideo(tools, fx('long.mp4'), { ...LIMITS, maxDurationSec: 12 }), 'the limit itself is allowed');
+  await expectMediaError(t, probeVideo(fx('pick-h264.mp4'), { ...LIMITS, maxSourceFrames: 20 }), 'media_too_many_frames', 422);
+  // webm declares no count: its 25 packets are counted (up to the limit + 1).
+  await expectMediaError(t, probeVideo(fx('pick-vp9.webm'), { ...LIMITS, maxSourceFrames: 24 }), 'media_too_many_frames', 422);
+  t.ok(await probeVideo(fx('long.mp4'), { ...LIMITS, maxDurationSec: 12 }), 'the limit itself is allowed');
 });
 
 t.test('timeouts and aborts kill the child', async (t) => {
@@ -244,10 +258,10 @@ t.test('timeouts and aborts kill the child', async (t) => {
   t.equal(running.length, 1, `ffmpeg was running (${running.join(', ')})`);
   ac2.abort();
   await expectMediaError(t, pending, 'media_aborted', 499);
-  await expectMediaError(t, probeVideo(tools, fx('pick-h264.mp4'), LIMITS, { signal: AbortSignal.abort() }), 'media_aborted', 499);
+  await expectMediaError(t, probeVideo(fx('pick-h264.mp4'), LIMITS, { signal: AbortSignal.abort() }), 'media_aborted', 499);
   await expectMediaError(t, decodeImage(tools, fx('view-1.jpg'), { width: 8, height: 8, maxSourceWidth: 4096, maxSourceHeight: 4096, timeoutMs: 10_000, signal: AbortSignal.abort() }), 'media_aborted', 499);
-  const vanished = { ...tools, ffprobe: '/nonexistent/ffprobe' };
-  await expectMediaError(t, probeVideo(vanished, fx('pick-h264.mp4'), LIMITS), 'media_unavailable', 503);
+  const vanished = { ...tools, ffmpeg: '/nonexistent/ffmpeg' };
+  await expectMediaError(t, decodeVideoFrames(vanished, fx('pick-h264.mp4'), { count: 2, width: 8, height: 8, durationSec: 3, timeoutMs: 1000 }), 'media_unavailable', 503);
 });
 
 t.test('tile grid geometry', async (t) => {

@@ -1,13 +1,12 @@
 """The serving media layer (src/media/*.ts, src/pipeline/episode-pipeline.ts) in Python, so
 that training and offline evaluation see exactly the pixels the server sees.
 
-Every ffmpeg/ffprobe argument list below is a copy of the TypeScript one; keep them in
-step:
-  probe   src/media/probe.ts   duration = stream.duration, else format.duration
-  decode  src/media/decode.ts  decodeArgs: fps filter with n / duration, bicubic scale to
-                               the smart-resize size, -frames:v n; a short output holds
-                               its last frame
-  views   src/media/images.ts  decodeImage: bicubic scale to the tile cell
+The decode commands (video frames, views) are not copied here: both sides read them from
+models/decode-commands.json. What remains mirrors the TypeScript:
+  probe   src/media/probe.ts   size and duration (the server reads the container in
+                               process; test/media-parity.test.ts checks it agrees with
+                               ffprobe): duration = stream.duration, else format.duration
+  decode  src/media/decode.ts  a short output holds its last frame
   tiles   src/media/images.ts  composeTiles (row-major, black where no view falls)
   counts  src/runtime/preprocess.ts  videoFrameCount, targetSize
 Run without a shell (argument lists, as the server does).
@@ -27,14 +26,36 @@ from reference import smart_resize
 FFMPEG = os.environ.get("FFMPEG", "ffmpeg")
 FFPROBE = os.environ.get("FFPROBE", "ffprobe")
 
-# src/media/sniff.ts DEMUXER: the input format is pinned per container, never guessed.
-DEMUXER = {".mp4": "mov", ".m4v": "mov", ".mov": "mov", ".webm": "matroska", ".mkv": "matroska",
-           ".png": "png_pipe", ".jpg": "jpeg_pipe", ".jpeg": "jpeg_pipe"}
+COMMANDS_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "decode-commands.json")
+with open(COMMANDS_FILE) as _f:
+    COMMANDS = json.load(_f)
+
+# The server pins the demuxer by the sniffed kind; the dataset's files are named by kind.
+KIND = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mp4", ".webm": "webm", ".mkv": "matroska",
+        ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
+
+
+def _expand(args: Sequence[str], values: Dict[str, object]) -> List[str]:
+    def one(a: str) -> str:
+        for k, v in values.items():
+            a = a.replace("{" + k + "}", str(v))
+        if "{" in a and "}" in a:
+            raise KeyError(f"unfilled placeholder in {a!r}")
+        return a
+    return [one(a) for a in args]
 
 
 def _input_args(path: str) -> List[str]:
-    ext = os.path.splitext(path)[1].lower()
-    return ["-protocol_whitelist", "file", "-f", DEMUXER[ext], "-i", "file:" + os.path.abspath(path)]
+    kind = KIND[os.path.splitext(path)[1].lower()]
+    return _expand(COMMANDS["input"], {"demuxer": COMMANDS["demuxers"][kind], "url": "file:" + os.path.abspath(path)})
+
+
+def _command(name: str, path: str, values: Dict[str, object]) -> List[str]:
+    """models/decode-commands.json's `name` argv, as src/media/commands.ts builds it."""
+    out: List[str] = [FFMPEG]
+    for a in COMMANDS[name]:
+        out.extend(_input_args(path) if a == "{input}" else _expand([a], values))
+    return out
 
 
 def _run(cmd: List[str]) -> bytes:
@@ -90,11 +111,8 @@ def decode_video(path: str, prep: Dict) -> Tuple[np.ndarray, float]:
     dur, h, w = probe_video(path)
     n = video_frame_count(prep, dur)
     th, tw = target_size(prep, "video", h, w)
-    rate = f"{n}/{dur:.6f}"  # JS toFixed(6)
-    out = _run([FFMPEG, "-hide_banner", "-nostdin", "-v", "error", "-threads", "2", *_input_args(path),
-                "-map", "0:v:0", "-an", "-sn", "-dn", "-filter_threads", "1",
-                "-vf", f"fps=fps={rate}:round=near,scale={tw}:{th}:flags=bicubic,format=rgb24",
-                "-frames:v", str(n), "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"])
+    out = _run(_command("video", path, {"threads": 1, "count": n, "duration": f"{dur:.6f}",  # JS toFixed(6)
+                                        "width": tw, "height": th}))
     fb = th * tw * 3
     got = min(len(out) // fb, n)
     if got == 0:
@@ -106,9 +124,7 @@ def decode_video(path: str, prep: Dict) -> Tuple[np.ndarray, float]:
 
 
 def decode_view(path: str, cw: int, ch: int) -> np.ndarray:
-    out = _run([FFMPEG, "-hide_banner", "-nostdin", "-v", "error", "-threads", "1", *_input_args(path),
-                "-frames:v", "1", "-vf", f"scale={cw}:{ch}:flags=bicubic,format=rgb24",
-                "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"])
+    out = _run(_command("view", path, {"max_pixels": 3840 * 2160, "width": cw, "height": ch}))
     if len(out) != cw * ch * 3:
         raise RuntimeError(f"{path}: bad image")
     return np.frombuffer(out, np.uint8).reshape(ch, cw, 3)

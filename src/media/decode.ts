@@ -2,7 +2,8 @@
 import type { FfmpegTools } from './ffmpeg.js';
 import { MediaError } from './errors.js';
 import { mediaRunError, runProcess } from './run.js';
-import { inputArgs, sniffFile, type MediaKind } from './sniff.js';
+import { commandArgs, commandFilter, demuxerFor, fileUrl, rotationFilter, type DecodableKind } from './commands.js';
+import { sniffFile } from './sniff.js';
 
 export interface DecodeOptions {
   count: number;
@@ -10,10 +11,16 @@ export interface DecodeOptions {
   height: number;
   /** From probeVideo: the span the frames are spread over. */
   durationSec: number;
+  /** From probeVideo: the display rotation (the CLI applies it itself; node-av workers are told). */
+  rotation?: 0 | 90 | 180 | 270;
   timeoutMs: number;
   signal?: AbortSignal;
   maxStderrBytes?: number;
-  /** Decoder threads; small, because requests run side by side. Default 2. */
+  /**
+   * Decoder threads. Default 1: frame threading only adds start-up and latency when a few frames
+   * are sampled from a short clip (measured faster from 320x240 to 3840x2160), and episodes
+   * already decode side by side (ARMOR_MAX_MEDIA_PROCESSES). Pixels do not depend on it.
+   */
   threads?: number;
 }
 
@@ -28,26 +35,15 @@ export interface DecodedFrames {
 // Room for a frame more than asked, so a slightly long output is truncated, not an error.
 const STDOUT_MARGIN_FRAMES = 1;
 
-/**
- * The ffmpeg arguments, exported so that a reference implementation can run the very
- * same command. Sampling (fps filter at n = count per duration D, round=near): output
- * frame k is the last source frame whose time is strictly before start + (k + 0.5) * D / n,
- * i.e. the frame nearest the middle of the k-th of n equal slices; for constant rate
- * `fps` that is source index ceil((k + 0.5) * D / n * fps) - 1. Source frames are
- * repeated when n / D exceeds their rate. `-frames:v` stops decoding after n frames.
- */
-export function decodeArgs(kind: Exclude<MediaKind, 'unknown'>, file: string, o: Pick<DecodeOptions, 'count' | 'width' | 'height' | 'durationSec' | 'threads'>): string[] {
-  const rate = `${o.count}/${o.durationSec.toFixed(6)}`;
-  return [
-    '-hide_banner', '-nostdin', '-v', 'error',
-    '-threads', String(o.threads ?? 2),
-    ...inputArgs(kind, file),
-    '-map', '0:v:0', '-an', '-sn', '-dn',
-    '-filter_threads', '1',
-    '-vf', `fps=fps=${rate}:round=near,scale=${o.width}:${o.height}:flags=bicubic,format=rgb24`,
-    '-frames:v', String(o.count),
-    '-pix_fmt', 'rgb24', '-f', 'rawvideo', 'pipe:1',
-  ];
+/** The ffmpeg arguments (models/decode-commands.json), exported so a reference can run the very same command. */
+export function decodeArgs(kind: DecodableKind, file: string, o: Pick<DecodeOptions, 'count' | 'width' | 'height' | 'durationSec' | 'threads'>): string[] {
+  return commandArgs('video', kind, file, {
+    threads: o.threads ?? 1,
+    count: o.count,
+    duration: o.durationSec.toFixed(6),
+    width: o.width,
+    height: o.height,
+  });
 }
 
 export async function decodeVideoFrames(tools: FfmpegTools, file: string, o: DecodeOptions): Promise<DecodedFrames> {
@@ -58,11 +54,28 @@ export async function decodeVideoFrames(tools: FfmpegTools, file: string, o: Dec
     throw new MediaError('unsupported_media', 'The file is not a video this service reads (MP4, WebM or Matroska).');
   }
   const frameBytes = o.width * o.height * 3;
+  const out = tools.inProcess === undefined ? await decodeWithCli(tools, kind, file, o) : await decodeInProcess(tools.inProcess, kind, file, o);
+  const got = Math.floor(out.rgb.length / frameBytes);
+  if (got === 0) throw new MediaError('corrupt_media', 'The video holds no decodable frame.', { diagnostics: out.diagnostics });
+
+  const used = Math.min(got, o.count);
+  if (used === o.count) {
+    // The common case: hand over the decoder's buffer instead of copying tens of MB.
+    return { rgb: out.rgb.subarray(0, o.count * frameBytes), count: o.count, width: o.width, height: o.height };
+  }
+  const rgb = new Uint8Array(o.count * frameBytes);
+  rgb.set(out.rgb.subarray(0, used * frameBytes));
+  // Fewer frames than asked (rounding at the end of the stream): hold the last one.
+  for (let f = used; f < o.count; f++) rgb.copyWithin(f * frameBytes, (used - 1) * frameBytes, used * frameBytes);
+  return { rgb, count: o.count, width: o.width, height: o.height };
+}
+
+async function decodeWithCli(tools: FfmpegTools, kind: DecodableKind, file: string, o: DecodeOptions): Promise<{ rgb: Uint8Array; diagnostics?: string }> {
   let result;
   try {
     result = await runProcess(tools.ffmpeg, decodeArgs(kind, file, o), {
       timeoutMs: o.timeoutMs,
-      maxStdoutBytes: (o.count + STDOUT_MARGIN_FRAMES) * frameBytes,
+      maxStdoutBytes: (o.count + STDOUT_MARGIN_FRAMES) * o.width * o.height * 3,
       maxStderrBytes: o.maxStderrBytes,
       signal: o.signal,
     });
@@ -73,19 +86,16 @@ export async function decodeVideoFrames(tools: FfmpegTools, file: string, o: Dec
   if (result.code !== 0) {
     throw new MediaError('corrupt_media', 'The video could not be decoded: it is truncated or damaged.', { diagnostics: result.stderr });
   }
-  const got = Math.floor(result.stdout.length / frameBytes);
-  if (got === 0) throw new MediaError('corrupt_media', 'The video holds no decodable frame.', { diagnostics: result.stderr });
+  return { rgb: new Uint8Array(result.stdout.buffer, result.stdout.byteOffset, result.stdout.length), diagnostics: result.stderr };
+}
 
-  const used = Math.min(got, o.count);
-  if (used === o.count) {
-    // The common case: hand over ffmpeg's buffer instead of copying tens of MB.
-    return { rgb: new Uint8Array(result.stdout.buffer, result.stdout.byteOffset, o.count * frameBytes), count: o.count, width: o.width, height: o.height };
-  }
-  const rgb = new Uint8Array(o.count * frameBytes);
-  rgb.set(result.stdout.subarray(0, used * frameBytes));
-  // Fewer frames than asked (rounding at the end of the stream): hold the last one.
-  for (let f = used; f < o.count; f++) rgb.copyWithin(f * frameBytes, (used - 1) * frameBytes, used * frameBytes);
-  return { rgb, count: o.count, width: o.width, height: o.height };
+async function decodeInProcess(decoder: NonNullable<FfmpegTools['inProcess']>, kind: DecodableKind, file: string, o: DecodeOptions): Promise<{ rgb: Uint8Array; diagnostics?: string }> {
+  const filter = rotationFilter(o.rotation ?? 0) + commandFilter('video', { count: o.count, duration: o.durationSec.toFixed(6), width: o.width, height: o.height });
+  const { rgb } = await decoder.decode(
+    { url: fileUrl(file), format: demuxerFor(kind), filter, count: o.count, threads: o.threads ?? 1 },
+    { timeoutMs: o.timeoutMs, signal: o.signal, what: 'Decoding the video' },
+  );
+  return { rgb };
 }
 
 export function checkGeometry(count: number, width: number, height: number): void {

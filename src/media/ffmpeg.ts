@@ -1,49 +1,94 @@
-// Finds working ffmpeg and ffprobe binaries once, at start-up.
+// Finds a working ffmpeg once, at start-up, and holds it to the version policy.
 import { execFile } from 'node:child_process';
 import { access, constants } from 'node:fs/promises';
 import path from 'node:path';
 import { MediaSetupError } from './errors.js';
+import { NodeAvDecoder } from './node-av-pool.js';
+
+/** Why this ffmpeg may decode untrusted uploads (see versionPolicy). */
+export type FfmpegPolicy = 'current' | 'distribution-maintained' | 'development-build';
 
 export interface FfmpegTools {
+  /** The ffmpeg executable; with the node-av decoder, the worker script that hosts the libraries. */
   ffmpeg: string;
-  ffprobe: string;
-  /** ffmpeg's version string, e.g. "5.1.9-0+deb12u1". */
+  /** FFmpeg's version string, e.g. "7.1.2-0+deb13u1", "5.1.9-0+deb12u1", "8.1-Jellyfin". */
   version: string;
-  source: 'FFMPEG_PATH' | 'ffmpeg-static' | 'PATH';
+  source: 'FFMPEG_PATH' | 'node-av' | 'ffmpeg-static' | 'PATH';
+  policy: FfmpegPolicy;
+  /** Set when decoding runs in node-av workers instead of one ffmpeg process per decode. */
+  inProcess?: NodeAvDecoder;
+}
+
+export interface ResolveOptions {
+  /** Default 'cli'; the server passes ARMOR_MEDIA_DECODER (default auto). */
+  decoder?: 'auto' | 'cli' | 'node-av';
+  /** node-av workers to start (one decode each at a time). */
+  workers?: number;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
 
 const VERIFY_TIMEOUT_MS = 5000;
+/** The oldest release line accepted as it comes: 6.0 (2023). Older ones have known, unfixed decoder CVEs. */
+export const MIN_FFMPEG_MAJOR = 6;
 
 /**
- * Order: FFMPEG_PATH, the optional `ffmpeg-static` package, `ffmpeg` on PATH.
- * ffprobe: FFPROBE_PATH, an `ffprobe` beside the chosen ffmpeg, `ffprobe` on PATH.
- * An explicitly set but broken FFMPEG_PATH/FFPROBE_PATH is an error naming it, never
- * skipped: an operator who set it expects exactly that binary to run.
+ * The version policy: ffmpeg parses untrusted uploads, so it must receive security fixes.
+ * - 6.0 or newer: accepted ("current").
+ * - older, but a distribution build (a Debian "+debNNuN" or Ubuntu "ubuntu" suffix), whose
+ *   security team backports fixes (Debian 12's 5.1.x until 2028): accepted ("distribution-maintained").
+ * - a git build ("N-12345-g..."): accepted as "development-build" (it is newer than any release).
+ * - anything else older than 6 (the 2018 4.1 binary of @ffmpeg-installer, say): refused.
  */
-export async function resolveFfmpeg(env: Env = process.env): Promise<FfmpegTools> {
-  const tried: string[] = [];
-  const ff = await resolveFfmpegBinary(env, tried);
-  const ffprobe = await resolveFfprobeBinary(env, ff.path, tried);
-  return { ffmpeg: ff.path, ffprobe, version: ff.version, source: ff.source };
+export function versionPolicy(version: string): FfmpegPolicy | { refused: string } {
+  if (/^N-\d+-g[0-9a-f]+/.test(version)) return 'development-build';
+  const m = /^n?(\d+)\.(\d+)/.exec(version);
+  if (m === null) return { refused: `unrecognised version "${version}"` };
+  if (Number(m[1]) >= MIN_FFMPEG_MAJOR) return 'current';
+  if (/\+deb\d+u\d+|ubuntu/.test(version)) return 'distribution-maintained';
+  return { refused: `version ${version} is older than ${MIN_FFMPEG_MAJOR}.0 and not a maintained distribution build` };
 }
 
-async function resolveFfmpegBinary(env: Env, tried: string[]): Promise<{ path: string; version: string; source: FfmpegTools['source'] }> {
+/**
+ * Order: FFMPEG_PATH; the optional `node-av` package (FFmpeg statically linked into a prebuilt
+ * addon from the npm registry, decoding in worker processes); the optional `ffmpeg-static`
+ * package; `ffmpeg` on PATH. The first that runs and passes the version policy wins. An
+ * explicitly set but broken (or refused) FFMPEG_PATH is an error naming it, never skipped: an
+ * operator who set it expects exactly that binary to run.
+ */
+export async function resolveFfmpeg(env: Env = process.env, options: ResolveOptions = {}): Promise<FfmpegTools> {
+  const tried: string[] = [];
+  // Library callers (tests, tools) get the CLI unless they ask: node-av starts worker processes.
+  const decoder = options.decoder ?? 'cli';
   const explicit = nonEmpty(env.FFMPEG_PATH);
   if (explicit !== undefined) {
-    const check = await verify(explicit, 'ffmpeg');
-    if (check.ok) return { path: explicit, version: check.version, source: 'FFMPEG_PATH' };
+    const check = await accept(explicit);
+    if ('policy' in check) return { ffmpeg: explicit, version: check.version, source: 'FFMPEG_PATH', policy: check.policy };
     tried.push(`FFMPEG_PATH=${explicit}: ${check.error}`);
-    throw setupError('ffmpeg', `FFMPEG_PATH is set to "${explicit}" but that is not a working ffmpeg (${check.error}). ` +
-      'Point FFMPEG_PATH at an ffmpeg executable, or unset it to search ffmpeg-static and PATH.', tried);
+    throw setupError(`FFMPEG_PATH is set to "${explicit}" but that is not a usable ffmpeg (${check.error}). ` +
+      'Point FFMPEG_PATH at an ffmpeg executable (6.0 or newer), or unset it to search ffmpeg-static and PATH.', tried);
   }
   tried.push('FFMPEG_PATH: not set');
 
+  if (decoder !== 'cli') {
+    const inProcess = await NodeAvDecoder.start(options.workers ?? 1);
+    if (!('unavailable' in inProcess)) {
+      const policy = versionPolicy(inProcess.version);
+      if (typeof policy === 'string') return { ffmpeg: inProcess.workerScript, version: inProcess.version, source: 'node-av', policy, inProcess };
+      await inProcess.close();
+      tried.push(`node-av: refused: ${policy.refused}`);
+    } else {
+      tried.push(`node-av: ${inProcess.unavailable}`);
+    }
+    if (decoder === 'node-av') throw setupError('ARMOR_MEDIA_DECODER=node-av but the node-av decoder cannot be used. Install it (npm install node-av) or set ARMOR_MEDIA_DECODER=auto.', tried);
+  } else {
+    tried.push('node-av: skipped (ARMOR_MEDIA_DECODER=cli)');
+  }
+
   const fromPackage = await ffmpegStaticPath();
   if (typeof fromPackage === 'string') {
-    const check = await verify(fromPackage, 'ffmpeg');
-    if (check.ok) return { path: fromPackage, version: check.version, source: 'ffmpeg-static' };
+    const check = await accept(fromPackage);
+    if ('policy' in check) return { ffmpeg: fromPackage, version: check.version, source: 'ffmpeg-static', policy: check.policy };
     tried.push(`ffmpeg-static (${fromPackage}): ${check.error}`);
   } else {
     tried.push(`ffmpeg-static: ${fromPackage.error}`);
@@ -51,58 +96,31 @@ async function resolveFfmpegBinary(env: Env, tried: string[]): Promise<{ path: s
 
   const onPath = await which('ffmpeg', env);
   if (onPath !== undefined) {
-    const check = await verify(onPath, 'ffmpeg');
-    if (check.ok) return { path: onPath, version: check.version, source: 'PATH' };
+    const check = await accept(onPath);
+    if ('policy' in check) return { ffmpeg: onPath, version: check.version, source: 'PATH', policy: check.policy };
     tried.push(`PATH (${onPath}): ${check.error}`);
   } else {
     tried.push('PATH: no ffmpeg executable found');
   }
-  throw setupError('ffmpeg', 'No working ffmpeg found. Install ffmpeg (e.g. `apt-get install ffmpeg`) ' +
-    'or set FFMPEG_PATH to an ffmpeg executable.', tried);
+  throw setupError('No usable ffmpeg found. Install ffmpeg 6.0 or newer (Debian 13: `apt-get install ffmpeg`) ' +
+    'or set FFMPEG_PATH to one.', tried);
 }
 
-async function resolveFfprobeBinary(env: Env, ffmpegPath: string, tried: string[]): Promise<string> {
-  const explicit = nonEmpty(env.FFPROBE_PATH);
-  if (explicit !== undefined) {
-    const check = await verify(explicit, 'ffprobe');
-    if (check.ok) return explicit;
-    tried.push(`FFPROBE_PATH=${explicit}: ${check.error}`);
-    throw setupError('ffprobe', `FFPROBE_PATH is set to "${explicit}" but that is not a working ffprobe (${check.error}). ` +
-      'Point FFPROBE_PATH at an ffprobe executable, or unset it.', tried);
-  }
-  tried.push('FFPROBE_PATH: not set');
-
-  // Same build as ffmpeg when possible: the two must agree on what they can read.
-  const besideName = 'ffprobe' + (process.platform === 'win32' ? '.exe' : '');
-  const beside = path.join(path.dirname(ffmpegPath), besideName);
-  if (await isExecutable(beside)) {
-    const check = await verify(beside, 'ffprobe');
-    if (check.ok) return beside;
-    tried.push(`beside ffmpeg (${beside}): ${check.error}`);
-  } else {
-    tried.push(`beside ffmpeg (${beside}): not found`);
-  }
-
-  const onPath = await which('ffprobe', env);
-  if (onPath !== undefined) {
-    const check = await verify(onPath, 'ffprobe');
-    if (check.ok) return onPath;
-    tried.push(`PATH (${onPath}): ${check.error}`);
-  } else {
-    tried.push('PATH: no ffprobe executable found');
-  }
-  throw setupError('ffprobe', 'No working ffprobe found. Install ffmpeg (its package ships ffprobe) ' +
-    'or set FFPROBE_PATH to an ffprobe executable.', tried);
+async function accept(bin: string): Promise<{ version: string; policy: FfmpegPolicy } | { error: string }> {
+  const check = await verify(bin, 'ffmpeg');
+  if (!check.ok) return { error: check.error };
+  const policy = versionPolicy(check.version);
+  return typeof policy === 'string' ? { version: check.version, policy } : { error: `refused: ${policy.refused}` };
 }
 
-function setupError(tool: string, message: string, tried: string[]): MediaSetupError {
-  return new MediaSetupError(`${message}\nTried for ${tool}:\n${tried.map((t) => `  - ${t}`).join('\n')}`, tried);
+function setupError(message: string, tried: string[]): MediaSetupError {
+  return new MediaSetupError(`${message}\nTried:\n${tried.map((t) => `  - ${t}`).join('\n')}`, tried);
 }
 
 type Check = { ok: true; version: string } | { ok: false; error: string };
 
 /** Runs `<bin> -version` (no shell) and parses "<name> version X". */
-export function verify(bin: string, name: 'ffmpeg' | 'ffprobe'): Promise<Check> {
+export function verify(bin: string, name: 'ffmpeg' = 'ffmpeg'): Promise<Check> {
   return new Promise((resolve) => {
     execFile(bin, ['-hide_banner', '-version'], { timeout: VERIFY_TIMEOUT_MS, killSignal: 'SIGKILL', windowsHide: true, maxBuffer: 1024 * 1024 },
       (err, stdout) => {

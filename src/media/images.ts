@@ -4,7 +4,8 @@ import type { FfmpegTools } from './ffmpeg.js';
 import { MediaError } from './errors.js';
 import { checkGeometry } from './decode.js';
 import { mediaRunError, runProcess } from './run.js';
-import { inputArgs, sniffFile } from './sniff.js';
+import { commandArgs, commandFilter, demuxerFor, fileUrl } from './commands.js';
+import { sniffFile } from './sniff.js';
 
 export interface ImageOptions {
   width: number;
@@ -37,15 +38,16 @@ export async function decodeImage(tools: FfmpegTools, file: string, o: ImageOpti
     });
   }
   const bytes = o.width * o.height * 3;
-  const args = [
-    '-hide_banner', '-nostdin', '-v', 'error', '-threads', '1',
-    // Belt and braces: the decoder itself refuses frames larger than the limit.
-    '-max_pixels', String(o.maxSourceWidth * o.maxSourceHeight),
-    ...inputArgs(kind, file),
-    '-frames:v', '1',
-    '-vf', `scale=${o.width}:${o.height}:flags=bicubic,format=rgb24`,
-    '-pix_fmt', 'rgb24', '-f', 'rawvideo', 'pipe:1',
-  ];
+  if (tools.inProcess !== undefined) {
+    const { rgb } = await tools.inProcess.decode(
+      { url: fileUrl(file), format: demuxerFor(kind), filter: commandFilter('view', { width: o.width, height: o.height }), count: 1, threads: 1, maxPixels: o.maxSourceWidth * o.maxSourceHeight },
+      { timeoutMs: o.timeoutMs, signal: o.signal, what: 'Decoding the image' },
+    );
+    if (rgb.length !== bytes) throw new MediaError('corrupt_media', 'The image could not be decoded: it is truncated or damaged.');
+    return rgb;
+  }
+  // -max_pixels: belt and braces, the decoder itself refuses frames larger than the limit.
+  const args = commandArgs('view', kind, file, { max_pixels: o.maxSourceWidth * o.maxSourceHeight, width: o.width, height: o.height });
   let result;
   try {
     result = await runProcess(tools.ffmpeg, args, { timeoutMs: o.timeoutMs, maxStdoutBytes: bytes, maxStderrBytes: o.maxStderrBytes, signal: o.signal });

@@ -1,5 +1,6 @@
-// The media layer: ffmpeg discovery, probing, frame and image decoding, tiling.
-export { resolveFfmpeg, type FfmpegTools } from './ffmpeg.js';
+// The media layer: ffmpeg discovery, container probing, frame and image decoding, tiling.
+export { resolveFfmpeg, versionPolicy, MIN_FFMPEG_MAJOR, type FfmpegTools, type FfmpegPolicy } from './ffmpeg.js';
+export { commandArgs, inputArgs, demuxerFor, COMMANDS_FILE, type DecodableKind } from './commands.js';
 export { MediaError, MediaSetupError, MEDIA_ERROR_STATUS, type MediaErrorCode, type MediaErrorOptions } from './errors.js';
 export { probeVideo, type VideoProbe, type ProbeLimits, type RunControl } from './probe.js';
 export { decodeVideoFrames, decodeArgs, type DecodeOptions, type DecodedFrames } from './decode.js';

@@ -1,27 +1,33 @@
-// ffprobe: what a video is and whether it is within the service's limits.
-import type { FfmpegTools } from './ffmpeg.js';
+// What a video is and whether it is within the service's limits, read from the container
+// in process (mediabunny: MP4/QuickTime and Matroska/WebM demuxers in TypeScript), so that
+// a video episode starts exactly one ffmpeg process: the decode. The values agree with what
+// ffprobe reports (test/media-parity.test.ts checks it on every fixture), because the data
+// generator (models/tooling/media.py) still reads them with ffprobe.
+import { Input, FilePathSource, Logging, LogLevel, MATROSKA, MP4, QTFF, WEBM, type InputVideoTrack } from 'mediabunny';
 import { MediaError } from './errors.js';
-import { mediaRunError, runProcess } from './run.js';
-import { inputArgs, sniffFile } from './sniff.js';
+import { sniffFile } from './sniff.js';
+
+// The service logs its own errors; mediabunny's console warnings would bypass pino.
+Logging.level = LogLevel.Silent;
 
 export interface VideoProbe {
   durationSec: number;
   /** Display size: swapped for a stream rotated by 90/270 degrees, as ffmpeg autorotates. */
   width: number;
   height: number;
+  /** mediabunny's codec name (avc, hevc, vp9, av1...), or "other" for one it does not name (ffmpeg may still decode it). */
   codec: string;
   formatName: string;
-  /** Average frame rate; 0 when the container does not say. */
-  frameRate: number;
-  /** Frames the container declares (mp4 does, webm does not). */
-  frameCount?: number;
+  /** Frames (packets) in the stream, counted up to maxSourceFrames + 1. */
+  frameCount: number;
+  /** Display rotation, degrees clockwise (width and height above are already swapped for 90/270). */
+  rotation: 0 | 90 | 180 | 270;
 }
 
 export interface ProbeLimits {
   maxDurationSec: number;
   maxWidth: number;
   maxHeight: number;
-  /** Checked against the declared count, or duration x frame rate when none is declared. */
   maxSourceFrames: number;
   timeoutMs: number;
 }
@@ -30,83 +36,66 @@ export interface RunControl {
   signal?: AbortSignal;
 }
 
-const PROBE_STDOUT_BYTES = 256 * 1024;
+const FORMATS = [MP4, QTFF, MATROSKA, WEBM];
 
-interface ProbeJson {
-  streams?: Array<{
-    codec_type?: string;
-    codec_name?: string;
-    width?: number;
-    height?: number;
-    avg_frame_rate?: string;
-    r_frame_rate?: string;
-    nb_frames?: string;
-    duration?: string;
-    side_data_list?: Array<{ rotation?: number }>;
-  }>;
-  format?: { format_name?: string; duration?: string };
-}
-
-/** Probes a video FILE (never stdin: mp4 needs seeking, and a pipe hides the size). */
-export async function probeVideo(tools: FfmpegTools, file: string, limits: ProbeLimits, control: RunControl = {}): Promise<VideoProbe> {
+/** Reads a video FILE's container: no process, a few ms, bounded by the file's size. */
+export async function probeVideo(file: string, limits: ProbeLimits, control: RunControl = {}): Promise<VideoProbe> {
   const kind = await sniffFile(file);
   if (kind === 'unknown') throw new MediaError('unsupported_media', 'The file is not a video this service reads (MP4, WebM or Matroska).');
   if (kind === 'jpeg' || kind === 'png') throw new MediaError('unsupported_media', `The file is a ${kind.toUpperCase()} image, not a video.`);
+  if (control.signal?.aborted) throw new MediaError('media_aborted', 'Reading the video was cancelled: the request went away.');
 
-  const args = [
-    '-hide_banner', '-v', 'error',
-    '-select_streams', 'v:0',
-    '-show_entries',
-    'stream=codec_type,codec_name,width,height,avg_frame_rate,r_frame_rate,nb_frames,duration:stream_side_data=rotation:format=format_name,duration',
-    '-of', 'json',
-    ...inputArgs(kind, file),
-  ];
-  let result;
+  const input = new Input({ source: new FilePathSource(file), formats: FORMATS });
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new MediaError('media_timeout', 'Reading the video took too long and was stopped.')), limits.timeoutMs);
+  });
+  const onAbort = (): void => input.dispose();
+  control.signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    result = await runProcess(tools.ffprobe, args, { timeoutMs: limits.timeoutMs, maxStdoutBytes: PROBE_STDOUT_BYTES, signal: control.signal });
+    const probe = await Promise.race([readProbe(input, limits), timeout]);
+    checkLimits(probe, limits);
+    return probe;
   } catch (err) {
-    throw mediaRunError(err, 'Reading the video');
+    if (control.signal?.aborted) throw new MediaError('media_aborted', 'Reading the video was cancelled: the request went away.', { cause: err });
+    if (err instanceof MediaError) throw err;
+    // The magic number said video, so a parse failure is damage, not a wrong type.
+    throw new MediaError('corrupt_media', 'The video could not be read: it is truncated or damaged.', {
+      diagnostics: err instanceof Error ? err.message : String(err),
+      cause: err,
+    });
+  } finally {
+    clearTimeout(timer);
+    control.signal?.removeEventListener('abort', onAbort);
+    input.dispose();
   }
-  // The magic number said video, so a failure here is damage, not a wrong type.
-  if (result.code !== 0) {
-    throw new MediaError('corrupt_media', 'The video could not be read: it is truncated or damaged.', { diagnostics: result.stderr });
-  }
-  let json: ProbeJson;
-  try {
-    json = JSON.parse(result.stdout.toString('utf8')) as ProbeJson;
-  } catch (err) {
-    throw new MediaError('corrupt_media', 'The video could not be read.', { diagnostics: result.stderr, cause: err });
-  }
-  const stream = json.streams?.find((s) => s.codec_type === 'video');
-  if (stream === undefined) throw new MediaError('unsupported_media', 'The file has no video stream.');
-  if (stream.codec_name === undefined || stream.codec_name === 'none') {
-    throw new MediaError('unsupported_media', 'The video codec is not one this service can decode.');
-  }
+}
 
-  let width = positiveInt(stream.width);
-  let height = positiveInt(stream.height);
-  if (width === undefined || height === undefined) {
-    throw new MediaError('corrupt_media', 'The video stream has no valid frame size.', { diagnostics: result.stderr });
-  }
-  const rotation = Math.abs(stream.side_data_list?.find((d) => typeof d.rotation === 'number')?.rotation ?? 0) % 180;
-  if (rotation === 90) [width, height] = [height, width];
+async function readProbe(input: Input, limits: ProbeLimits): Promise<VideoProbe> {
+  const format = await input.getFormat();
+  const tracks = await input.getTracks();
+  // A container without any track lost its index (moov at the end, cut off).
+  if (tracks.length === 0) throw new MediaError('corrupt_media', 'The video could not be read: it is truncated or damaged.');
+  const track = await input.getPrimaryVideoTrack();
+  if (track === null) throw new MediaError('unsupported_media', 'The file has no video stream.');
 
-  const durationSec = positive(stream.duration) ?? positive(json.format?.duration);
-  if (durationSec === undefined) throw new MediaError('corrupt_media', 'The video has no readable duration.', { diagnostics: result.stderr });
+  const width = track.displayWidth;
+  const height = track.displayHeight;
+  if (!(positiveInt(width) && positiveInt(height))) throw new MediaError('corrupt_media', 'The video stream has no valid frame size.');
+  const durationSec = await trackDuration(track);
+  if (durationSec === undefined) throw new MediaError('corrupt_media', 'The video has no readable duration.');
+  // Counting stops one past the limit: a huge sample table is not walked to its end.
+  const { packetCount } = await track.computePacketStats(limits.maxSourceFrames + 1);
+  if (packetCount === 0) throw new MediaError('corrupt_media', 'The video holds no frame.');
+  return { durationSec, width, height, codec: track.codec ?? 'other', formatName: format.name, frameCount: packetCount, rotation: track.rotation };
+}
 
-  const frameRate = rate(stream.avg_frame_rate) ?? rate(stream.r_frame_rate) ?? 0;
-  const frameCount = positiveInt(stream.nb_frames === undefined ? undefined : Number(stream.nb_frames));
-  const probe: VideoProbe = {
-    durationSec,
-    width,
-    height,
-    codec: stream.codec_name,
-    formatName: json.format?.format_name ?? 'unknown',
-    frameRate,
-    ...(frameCount === undefined ? {} : { frameCount }),
-  };
-  checkLimits(probe, limits);
-  return probe;
+/** The header's duration when it has one (ffprobe's stream duration), else the last frame's end. */
+async function trackDuration(track: InputVideoTrack): Promise<number | undefined> {
+  const fromHeader = await track.getDurationFromMetadata();
+  if (fromHeader !== null && Number.isFinite(fromHeader) && fromHeader > 0) return fromHeader;
+  const computed = await track.computeDuration();
+  return Number.isFinite(computed) && computed > 0 ? computed : undefined;
 }
 
 function checkLimits(p: VideoProbe, limits: ProbeLimits): void {
@@ -119,25 +108,12 @@ function checkLimits(p: VideoProbe, limits: ProbeLimits): void {
     throw new MediaError('media_too_long', `The video lasts ${p.durationSec.toFixed(2)} s; the limit is ${limits.maxDurationSec} s.`,
       { details: { durationSec: p.durationSec, maxDurationSec: limits.maxDurationSec } });
   }
-  const frames = p.frameCount ?? Math.ceil(p.durationSec * p.frameRate);
-  if (frames > limits.maxSourceFrames) {
-    throw new MediaError('media_too_many_frames', `The video has ${frames} frames; the limit is ${limits.maxSourceFrames}.`,
-      { details: { frames, maxSourceFrames: limits.maxSourceFrames } });
+  if (p.frameCount > limits.maxSourceFrames) {
+    throw new MediaError('media_too_many_frames', `The video has more than ${limits.maxSourceFrames} frames, the limit.`,
+      { details: { frames: p.frameCount, maxSourceFrames: limits.maxSourceFrames } });
   }
 }
 
-function positive(value: string | number | undefined): number | undefined {
-  const n = typeof value === 'string' ? Number(value) : value;
-  return n !== undefined && Number.isFinite(n) && n > 0 ? n : undefined;
-}
-
-function positiveInt(value: number | undefined): number | undefined {
-  return value !== undefined && Number.isInteger(value) && value > 0 ? value : undefined;
-}
-
-/** "30000/1001" -> 29.97; "0/0" and garbage -> undefined. */
-function rate(value: string | undefined): number | undefined {
-  const m = value === undefined ? null : /^(\d+)\/(\d+)$/.exec(value);
-  if (m === null) return undefined;
-  return positive(Number(m[1]) / Number(m[2]));
+function positiveInt(value: number): boolean {
+  return Number.isInteger(value) && value > 0;
 }

@@ -1,7 +1,6 @@
-// Magic-number sniffing: rejects obvious garbage before any process is spawned, and
-// pins ffmpeg's demuxer so that a file cannot pick an exotic one by its content.
+// Magic-number sniffing: rejects obvious garbage before any process is spawned; the kind
+// found pins ffmpeg's demuxer (commands.ts), so a file cannot pick an exotic one by its content.
 import { open } from 'node:fs/promises';
-import path from 'node:path';
 import { MediaError } from './errors.js';
 
 export type MediaKind = 'mp4' | 'webm' | 'matroska' | 'jpeg' | 'png' | 'unknown';
@@ -45,14 +44,6 @@ function ascii(b: Uint8Array, start: number, length: number): string {
   return String.fromCharCode(...b.subarray(start, start + length));
 }
 
-export const DEMUXER: Readonly<Record<Exclude<MediaKind, 'unknown'>, string>> = {
-  mp4: 'mov',
-  webm: 'matroska',
-  matroska: 'matroska',
-  jpeg: 'jpeg_pipe',
-  png: 'png_pipe',
-};
-
 /** Reads the head of a file; a zero-byte file is empty_file. */
 export async function sniffFile(file: string): Promise<MediaKind> {
   const handle = await open(file, 'r');
@@ -65,14 +56,4 @@ export async function sniffFile(file: string): Promise<MediaKind> {
   } finally {
     await handle.close();
   }
-}
-
-/** `file:` + absolute path: a name with ':' or a leading '-' cannot become a protocol or option. */
-export function fileUrl(file: string): string {
-  return 'file:' + path.resolve(file);
-}
-
-/** Options every ffmpeg/ffprobe run gets before `-i`: files only, pinned demuxer. */
-export function inputArgs(kind: Exclude<MediaKind, 'unknown'>, file: string): string[] {
-  return ['-protocol_whitelist', 'file', '-f', DEMUXER[kind], '-i', fileUrl(file)];
 }

@@ -2,18 +2,18 @@
 // CLI and the eval all go through here.
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config.js';
-import { composeTiles, decodeImage, decodeVideoFrames, MediaError, probeVideo, type FfmpegTools } from '../media/index.js';
+import { MediaError, type FfmpegTools } from '../media/index.js';
 import type { ArmorManifest } from '../runtime/manifest.js';
 import type { ArmorTokenizer } from '../runtime/tokenizer.js';
-import { targetSize, videoFrameCount, type RgbFrames } from '../runtime/preprocess.js';
-import type { EpisodeInput } from '../engine/types.js';
 import { unavailable, type EnginePool } from './engine-pool.js';
 import { PipelineError } from './errors.js';
 import { resolveOptions, type RequestOptions } from './options.js';
 import { toResponse, type EpisodeResponse } from './response.js';
 import { Semaphore } from './semaphore.js';
 
-export type EpisodeMedia = { kind: 'video'; file: string } | { kind: 'tiles'; files: string[] };
+import { loadEpisodeMedia, type EpisodeMedia, type LoadedMedia } from './media-stage.js';
+
+export type { EpisodeMedia } from './media-stage.js';
 
 export interface EpisodeRequest {
   media: EpisodeMedia;
@@ -113,46 +113,7 @@ export class EpisodePipeline {
     );
   }
 
-  private async loadMedia(media: EpisodeMedia, task: string, signal?: AbortSignal) {
-    const t0 = performance.now();
-    const m = this.config.media;
-    if (media.kind === 'video') {
-      const probe = await probeVideo(this.tools, media.file, m, { signal });
-      const count = videoFrameCount(this.manifest, probe.durationSec);
-      const size = targetSize(this.manifest, 'video', probe.height, probe.width);
-      const decoded = await decodeVideoFrames(this.tools, media.file, {
-        count,
-        width: size.width,
-        height: size.height,
-        durationSec: probe.durationSec,
-        timeoutMs: m.timeoutMs,
-        signal,
-      });
-      const frames: RgbFrames = { rgb: decoded.rgb, count: decoded.count, height: decoded.height, width: decoded.width };
-      const sampleFps = count / probe.durationSec;
-      const input: EpisodeInput = { kind: 'video', frames, sampleFps, task };
-      const meta = {
-        kind: 'video' as const,
-        frames: count,
-        width: probe.width,
-        height: probe.height,
-        duration_s: probe.durationSec,
-        sample_fps: sampleFps,
-        views: null,
-      };
-      return { input, meta, mediaMs: performance.now() - t0 };
-    }
-    const { max_views: maxViews, cell_width: cw, cell_height: ch } = this.manifest.preprocessing.tiles;
-    if (media.files.length < 2 || media.files.length > maxViews) {
-      throw new PipelineError('invalid_views', `views must hold 2 to ${maxViews} images; got ${media.files.length}`, 400);
-    }
-    const views: Uint8Array[] = [];
-    for (const file of media.files) {
-      views.push(await decodeImage(this.tools, file, { width: cw, height: ch, maxSourceWidth: m.maxWidth, maxSourceHeight: m.maxHeight, timeoutMs: m.timeoutMs, signal }));
-    }
-    const grid = composeTiles(views, cw, ch);
-    const input: EpisodeInput = { kind: 'image', frames: { rgb: grid.rgb, count: 1, height: grid.height, width: grid.width }, task };
-    const meta = { kind: 'tiles' as const, frames: 1, width: grid.width, height: grid.height, duration_s: null, sample_fps: null, views: views.length };
-    return { input, meta, mediaMs: performance.now() - t0 };
+  private loadMedia(media: EpisodeMedia, task: string, signal?: AbortSignal): Promise<LoadedMedia> {
+    return loadEpisodeMedia({ tools: this.tools, manifest: this.manifest, limits: this.config.media }, media, task, signal);
   }
 }

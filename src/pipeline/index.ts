@@ -2,7 +2,7 @@
 import path from 'node:path';
 import type { Config } from '../config.js';
 import { ArmorTokenizer } from '../runtime/tokenizer.js';
-import { resolveFfmpeg, type FfmpegTools } from '../media/index.js';
+import { MIN_FFMPEG_MAJOR, resolveFfmpeg, type FfmpegTools } from '../media/index.js';
 import { verifyBundle, type VerifiedBundle } from '../runtime/bundle.js';
 import type { EngineSwitches } from '../engine/armor-engine.js';
 import { EnginePool, type PoolOptions } from './engine-pool.js';
@@ -29,26 +29,39 @@ export async function startRuntime(
   switches: EngineSwitches = { prefixReuse: true, batching: true },
   failpoints?: PoolOptions['failpoints'],
 ): Promise<Runtime> {
-  const tools = await resolveFfmpeg();
-  log.info({ ffmpeg: tools.ffmpeg, version: tools.version, source: tools.source }, 'ffmpeg resolved');
-  const bundle = await verifyBundle(config.bundleDir);
-  log.info({ dir: bundle.dir, name: bundle.manifest.name, version: bundle.manifest.version, bytes: bundle.bytes }, 'bundle verified');
-  const pool = await EnginePool.start({
-    bundleDir: config.bundleDir,
-    providers: config.providers,
-    deviceId: config.deviceId,
-    intraOpThreads: config.intraOpThreads,
-    switches,
-    workers: config.workers,
-    maxQueue: config.maxQueue,
-    watchdogGraceMs: config.watchdogGraceMs,
-    bootTimeoutMs: config.workerBootTimeoutMs,
-    failpoints,
-  });
-  pool.onWorkerExit = (err) => log.warn({ err: err.message }, 'engine worker exited; starting a new one');
-  for (const attempt of pool.status.fallbacks) log.warn(attempt, `execution provider ${attempt.provider} could not start; fell back`);
-  log.info({ provider: pool.status.provider, workers: pool.size }, 'engine workers ready');
-  const tokenizer = await ArmorTokenizer.load(path.join(bundle.dir, 'tokenizer.json'), bundle.manifest);
-  const pipeline = new EpisodePipeline(config, bundle.manifest, pool, tools, tokenizer);
-  return { pipeline, pool, tools, bundle, close: () => pool.close() };
+  const tools = await resolveFfmpeg(process.env, { decoder: config.mediaDecoder, workers: config.maxMediaProcesses });
+  log.info({ ffmpeg: tools.ffmpeg, version: tools.version, source: tools.source, policy: tools.policy }, 'ffmpeg resolved');
+  if (tools.policy === 'distribution-maintained') {
+    log.warn({ version: tools.version }, `ffmpeg is older than ${MIN_FFMPEG_MAJOR}.0; accepted because the distribution backports its security fixes. Prefer 6.0 or newer.`);
+  }
+  try {
+    const bundle = await verifyBundle(config.bundleDir);
+    log.info({ dir: bundle.dir, name: bundle.manifest.name, version: bundle.manifest.version, bytes: bundle.bytes }, 'bundle verified');
+    const pool = await EnginePool.start({
+      bundleDir: config.bundleDir,
+      providers: config.providers,
+      deviceId: config.deviceId,
+      intraOpThreads: config.intraOpThreads,
+      switches,
+      workers: config.workers,
+      maxQueue: config.maxQueue,
+      watchdogGraceMs: config.watchdogGraceMs,
+      bootTimeoutMs: config.workerBootTimeoutMs,
+      failpoints,
+    });
+    pool.onWorkerExit = (err) => log.warn({ err: err.message }, 'engine worker exited; starting a new one');
+    for (const attempt of pool.status.fallbacks) log.warn(attempt, `execution provider ${attempt.provider} could not start; fell back`);
+    log.info({ provider: pool.status.provider, workers: pool.size }, 'engine workers ready');
+    const tokenizer = await ArmorTokenizer.load(path.join(bundle.dir, 'tokenizer.json'), bundle.manifest);
+    const pipeline = new EpisodePipeline(config, bundle.manifest, pool, tools, tokenizer);
+    const close = async (): Promise<void> => {
+      await pool.close();
+      await tools.inProcess?.close();
+    };
+    return { pipeline, pool, tools, bundle, close };
+  } catch (err) {
+    await tools.inProcess?.close(); // no media worker outlives a failed start
+    throw err;
+  }
 }
+export { loadEpisodeMedia, type MediaStageDeps, type LoadedMedia, type MediaMeta } from './media-stage.js';

@@ -18,7 +18,7 @@ export default async function healthRoutes(app: FastifyInstance): Promise<void> 
       provider: runtime.pool.status.provider,
       provider_fallbacks: runtime.pool.status.fallbacks,
       workers: { total: runtime.pool.size, busy: runtime.pool.busyWorkers, queued: runtime.pool.queueDepth },
-      ffmpeg: { version: runtime.tools.version, path: runtime.tools.ffmpeg, source: runtime.tools.source },
+      ffmpeg: { version: runtime.tools.version, path: runtime.tools.ffmpeg, source: runtime.tools.source, policy: runtime.tools.policy },
     };
   });
 
