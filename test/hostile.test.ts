@@ -97,7 +97,9 @@ for (const decoder of ['auto', 'cli']) t.test(`hostile and odd uploads (ARMOR_ME
   }
   t.ok(cases.length >= 30, `${cases.length} cases`);
   t.same(await tmpFiles(), [], 'no temp file left');
-  t.same((await childProcesses()).filter((p) => /ffmpeg|ffprobe/.test(p)), [], 'no ffmpeg or ffprobe left running');
+  t.same((await childProcesses()).filter((p) => / (ffmpeg|ffprobe) /.test(p)), [], 'no ffmpeg left running');
   const health = await fetch(`${base}/healthz`);
   t.equal(health.status, 200, 'still alive');
+  await close();
+  t.same((await childProcesses()).filter((p) => /node-av-worker/.test(p)), [], 'no media worker left after close');
 });

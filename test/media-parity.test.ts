@@ -61,7 +61,7 @@ t.test('the check notices a changed decode (bilinear instead of bicubic)', async
   const c = CASES.find((x) => x.name === 'detail-720p');
   const entry = (await readIndex()).cases.find((e) => e.name === 'detail-720p');
   if (c === undefined || c.media.kind !== 'video' || entry === undefined) throw new Error('detail-720p case missing');
-  const args = commandArgs('video', 'mp4', c.media.file, { threads: 2, count: entry.count, duration: (1).toFixed(6), width: entry.width, height: entry.height })
+  const args = commandArgs('video', 'mp4', c.media.file, { threads: 2, max_pixels: 3840 * 2160, count: entry.count, duration: (1).toFixed(6), width: entry.width, height: entry.height })
     .map((a) => a.replace('flags=bicubic', 'flags=bilinear'));
   t.ok(args.some((a) => a.includes('flags=bilinear')), 'the variant really changes the scaler');
   const out = await runProcess(tools.ffmpeg, args, { timeoutMs: 20_000, maxStdoutBytes: entry.count * entry.width * entry.height * 3 });
@@ -87,8 +87,11 @@ t.test('the in-process container reader agrees with ffprobe', async (t) => {
     ['clip.mov', [...lavfi('testsrc=s=320x240:r=25:d=2'), ...x264, '-f', 'mov']],
     ['long-audio.mp4', [...lavfi('testsrc=s=320x240:r=25:d=2'), ...lavfi('sine=d=4'), ...x264, '-c:a', 'aac']],
     ['hd.mp4', [...lavfi('testsrc=s=1920x1080:r=25:d=0.4'), ...x264]],
+    ['late-start.mkv', [...lavfi('testsrc=s=320x240:r=10:d=2'), ...x264, '-bf', '2', '-output_ts_offset', '12.34']],
+    ['anamorphic.mp4', [...lavfi('testsrc=s=320x240:r=10:d=1,setsar=4/3'), ...x264]],
+    ['anamorphic.webm', [...lavfi('testsrc=s=320x240:r=10:d=1,setsar=4/3'), '-c:v', 'libvpx-vp9', '-deadline', 'realtime']],
   ];
-  const files = ['pick-h264.mp4', 'pick-vp9.webm', 'detail-720p.mp4', 'pick-rotated-90.mp4', 'long.mp4', 'big.mp4'].map((f) => path.join(FIXTURES, f));
+  const files = ['pick-h264.mp4', 'pick-vp9.webm', 'detail-720p.mp4', 'pick-rotated-90.mp4', 'pick-late-start.mp4', 'long.mp4', 'big.mp4'].map((f) => path.join(FIXTURES, f));
   for (const [name, args] of variants) {
     const file = path.join(tmp, name);
     await run(tools.ffmpeg, ['-hide_banner', '-loglevel', 'error', '-y', ...args, file]);
@@ -97,12 +100,13 @@ t.test('the in-process container reader agrees with ffprobe', async (t) => {
   const limits = { maxDurationSec: 600, maxWidth: 4096, maxHeight: 4096, maxSourceFrames: 100_000, timeoutMs: 10_000 };
   for (const file of files) {
     const { stdout } = await run(ffprobe, ['-v', 'error', '-select_streams', 'v:0', '-show_entries',
-      'stream=width,height,duration:stream_side_data=rotation:format=duration', '-of', 'json', file]);
-    const j = JSON.parse(stdout) as { streams: Array<{ width: number; height: number; duration?: string; side_data_list?: Array<{ rotation?: number }> }>; format: { duration?: string } };
+      'stream=width,height,duration:stream_side_data=rotation:format=duration,start_time', '-of', 'json', file]);
+    const j = JSON.parse(stdout) as { streams: Array<{ width: number; height: number; duration?: string; side_data_list?: Array<{ rotation?: number }> }>; format: { duration?: string; start_time?: string } };
     const s = j.streams[0];
-    // What models/tooling/media.py uses: stream duration, else the container's; sizes turned by the rotation.
+    // What models/tooling/media.py uses: stream duration, else the container's minus its start; sizes turned by the rotation.
     const turned = Math.abs(s.side_data_list?.find((d) => typeof d.rotation === 'number')?.rotation ?? 0) % 180 === 90;
-    const expected = { width: turned ? s.height : s.width, height: turned ? s.width : s.height, durationSec: Number(s.duration ?? j.format.duration) };
+    const durationSec = s.duration !== undefined ? Number(s.duration) : Number(j.format.duration) - Number(j.format.start_time ?? 0);
+    const expected = { width: turned ? s.height : s.width, height: turned ? s.width : s.height, durationSec: Number(durationSec.toFixed(6)) };
     const p = await probeVideo(file, limits);
     t.same({ width: p.width, height: p.height, durationSec: Number(p.durationSec.toFixed(6)) }, expected, `${path.basename(file)}: same size and duration as ffprobe`);
   }

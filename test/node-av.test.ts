@@ -2,6 +2,7 @@
 // that decode and that worker only; the next decode runs on a fresh one, and close leaves none.
 import t, { type Test } from 'tap';
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { decodeVideoFrames, MediaError, resolveFfmpeg, type FfmpegTools } from '../src/media/index.js';
 import { FIXTURES } from './helpers.js';
@@ -13,9 +14,12 @@ const until = async (ok: () => boolean, ms = 10_000): Promise<boolean> => {
   return ok();
 };
 
-// node-av is an optional dependency; its prebuilt addon exists for linux/darwin/windows x64/arm64.
+// node-av is an optional dependency (prebuilt for linux/darwin/windows x64/arm64): when it is
+// installed it must work; only a machine without it skips.
+const installed = (() => { try { createRequire(import.meta.url).resolve('node-av/package.json'); return true; } catch { return false; } })();
 const tools = await resolveFfmpeg({ ...process.env, FFMPEG_PATH: '' }, { decoder: 'node-av', workers: 1 }).catch((err: Error) => err);
-if (tools instanceof Error) t.plan(0, `node-av is not usable here: ${tools.message.split('\n')[0]}`);
+if (tools instanceof Error && !installed) t.plan(0, `node-av is not installed: ${tools.message.split('\n')[0]}`);
+else if (tools instanceof Error) t.fail(`node-av is installed but does not start: ${tools.message}`);
 else suite(tools);
 
 function suite(tools: FfmpegTools): void {
@@ -36,6 +40,13 @@ function suite(tools: FfmpegTools): void {
     t.match(tools.version, /^\d+\.\d+/);
     const frames = await decodeVideoFrames(tools, fx('pick-h264.mp4'), ok);
     t.equal(frames.rgb.length, 4 * 224 * 168 * 3);
+    t.equal(decoder.pids.length, 1);
+  });
+
+  t.test('damage and concurrency: a truncated file is corrupt_media; two decodes share one worker in turn', async (t) => {
+    await failsWith(t, decodeVideoFrames(tools, fx('truncated-faststart.mp4'), { count: 8, width: 32, height: 24, durationSec: 3, timeoutMs: 10_000 }), 'corrupt_media');
+    const [a, b] = await Promise.all([decodeVideoFrames(tools, fx('pick-h264.mp4'), ok), decodeVideoFrames(tools, fx('pick-vp9.webm'), { ...ok, durationSec: 2.5 })]);
+    t.same([a.count, b.count], [4, 4], 'the second waited for the worker, then ran');
     t.equal(decoder.pids.length, 1);
   });
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import os
 import subprocess
 from typing import Dict, List, Sequence, Tuple
@@ -36,13 +37,8 @@ KIND = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mp4", ".webm": "webm", ".mkv": "m
 
 
 def _expand(args: Sequence[str], values: Dict[str, object]) -> List[str]:
-    def one(a: str) -> str:
-        for k, v in values.items():
-            a = a.replace("{" + k + "}", str(v))
-        if "{" in a and "}" in a:
-            raise KeyError(f"unfilled placeholder in {a!r}")
-        return a
-    return [one(a) for a in args]
+    """One pass over each template, as src/media/commands.ts: values are never expanded again."""
+    return [re.sub(r"\{(\w+)\}", lambda m: str(values[m.group(1)]), a) for a in args]
 
 
 def _input_args(path: str) -> List[str]:
@@ -69,7 +65,7 @@ def probe_video(path: str) -> Tuple[float, int, int]:
     """(duration_s, height, width) as src/media/probe.ts reads them."""
     out = _run([FFPROBE, "-hide_banner", "-v", "error", "-select_streams", "v:0", "-show_entries",
                 "stream=codec_type,codec_name,width,height,avg_frame_rate,r_frame_rate,nb_frames,duration"
-                ":stream_side_data=rotation:format=format_name,duration",
+                ":stream_side_data=rotation:format=format_name,duration,start_time",
                 "-of", "json", *_input_args(path)])
     j = json.loads(out.decode())
     st = next(s for s in j["streams"] if s.get("codec_type") == "video")
@@ -81,7 +77,11 @@ def probe_video(path: str) -> Tuple[float, int, int]:
             return None
         return f if math.isfinite(f) and f > 0 else None
 
-    dur = pos(st.get("duration")) or pos(j.get("format", {}).get("duration"))
+    fmt = j.get("format", {})
+    # The track's span (models/decode-commands.json): stream duration, else the container's
+    # duration minus its start time (a clip cut from a longer recording starts late).
+    fd = pos(fmt.get("duration"))
+    dur = pos(st.get("duration")) or (pos(fd - float(fmt.get("start_time") or 0)) if fd else None)
     if dur is None:
         raise RuntimeError(f"{path}: no readable duration")
     w, h = int(st["width"]), int(st["height"])
@@ -111,7 +111,7 @@ def decode_video(path: str, prep: Dict) -> Tuple[np.ndarray, float]:
     dur, h, w = probe_video(path)
     n = video_frame_count(prep, dur)
     th, tw = target_size(prep, "video", h, w)
-    out = _run(_command("video", path, {"threads": 1, "count": n, "duration": f"{dur:.6f}",  # JS toFixed(6)
+    out = _run(_command("video", path, {"threads": 1, "max_pixels": 3840 * 2160, "count": n, "duration": f"{dur:.6f}",  # JS toFixed(6)
                                         "width": tw, "height": th}))
     fb = th * tw * 3
     got = min(len(out) // fb, n)

@@ -13,6 +13,8 @@ export interface DecodeOptions {
   durationSec: number;
   /** From probeVideo: the display rotation (the CLI applies it itself; node-av workers are told). */
   rotation?: 0 | 90 | 180 | 270;
+  /** The decoder refuses larger frames. Default 3840 x 2160. */
+  maxPixels?: number;
   timeoutMs: number;
   signal?: AbortSignal;
   maxStderrBytes?: number;
@@ -32,13 +34,16 @@ export interface DecodedFrames {
   height: number;
 }
 
+const DEFAULT_MAX_PIXELS = 3840 * 2160;
+
 // Room for a frame more than asked, so a slightly long output is truncated, not an error.
 const STDOUT_MARGIN_FRAMES = 1;
 
 /** The ffmpeg arguments (models/decode-commands.json), exported so a reference can run the very same command. */
-export function decodeArgs(kind: DecodableKind, file: string, o: Pick<DecodeOptions, 'count' | 'width' | 'height' | 'durationSec' | 'threads'>): string[] {
+export function decodeArgs(kind: DecodableKind, file: string, o: Pick<DecodeOptions, 'count' | 'width' | 'height' | 'durationSec' | 'threads' | 'maxPixels'>): string[] {
   return commandArgs('video', kind, file, {
     threads: o.threads ?? 1,
+    max_pixels: o.maxPixels ?? DEFAULT_MAX_PIXELS,
     count: o.count,
     duration: o.durationSec.toFixed(6),
     width: o.width,
@@ -91,10 +96,15 @@ async function decodeWithCli(tools: FfmpegTools, kind: DecodableKind, file: stri
 
 async function decodeInProcess(decoder: NonNullable<FfmpegTools['inProcess']>, kind: DecodableKind, file: string, o: DecodeOptions): Promise<{ rgb: Uint8Array; diagnostics?: string }> {
   const filter = rotationFilter(o.rotation ?? 0) + commandFilter('video', { count: o.count, duration: o.durationSec.toFixed(6), width: o.width, height: o.height });
+  const frameBytes = o.width * o.height * 3;
   const { rgb } = await decoder.decode(
-    { url: fileUrl(file), format: demuxerFor(kind), filter, count: o.count, threads: o.threads ?? 1 },
+    { url: fileUrl(file), format: demuxerFor(kind), filter, count: o.count, threads: o.threads ?? 1, maxPixels: o.maxPixels ?? DEFAULT_MAX_PIXELS, frameBytes },
     { timeoutMs: o.timeoutMs, signal: o.signal, what: 'Decoding the video' },
   );
+  // The worker's word is checked like ffmpeg's stdout: whole frames, never more than asked.
+  if (rgb.length % frameBytes !== 0 || rgb.length > o.count * frameBytes) {
+    throw new MediaError('corrupt_media', 'The video could not be decoded: the decoder returned malformed frames.');
+  }
   return { rgb };
 }
 

@@ -6,7 +6,7 @@ import { MediaSetupError } from './errors.js';
 import { NodeAvDecoder } from './node-av-pool.js';
 
 /** Why this ffmpeg may decode untrusted uploads (see versionPolicy). */
-export type FfmpegPolicy = 'current' | 'distribution-maintained' | 'development-build';
+export type FfmpegPolicy = 'current' | 'distribution-maintained';
 
 export interface FfmpegTools {
   /** The ffmpeg executable; with the node-av decoder, the worker script that hosts the libraries. */
@@ -35,17 +35,18 @@ export const MIN_FFMPEG_MAJOR = 6;
 /**
  * The version policy: ffmpeg parses untrusted uploads, so it must receive security fixes.
  * - 6.0 or newer: accepted ("current").
- * - older, but a distribution build (a Debian "+debNNuN" or Ubuntu "ubuntu" suffix), whose
- *   security team backports fixes (Debian 12's 5.1.x until 2028): accepted ("distribution-maintained").
- * - a git build ("N-12345-g..."): accepted as "development-build" (it is newer than any release).
- * - anything else older than 6 (the 2018 4.1 binary of @ffmpeg-installer, say): refused.
+ * - older, but a build of a distribution release whose security team still backports fixes
+ *   to it: accepted ("distribution-maintained"). Only Debian 12 (bookworm, "+deb12uN": 5.1.x,
+ *   LTS until 2028-06); Ubuntu ships ffmpeg in universe, without standard security support.
+ * - anything else older than 6 (the 2018 4.1 binary of @ffmpeg-installer, say): refused; so is
+ *   a git build ("N-12345-g..."), whose age the version does not tell.
  */
 export function versionPolicy(version: string): FfmpegPolicy | { refused: string } {
-  if (/^N-\d+-g[0-9a-f]+/.test(version)) return 'development-build';
+  if (/^N-\d+-g/.test(version)) return { refused: `git build ${version}: its age cannot be judged; use a release (6.0 or newer)` };
   const m = /^n?(\d+)\.(\d+)/.exec(version);
   if (m === null) return { refused: `unrecognised version "${version}"` };
   if (Number(m[1]) >= MIN_FFMPEG_MAJOR) return 'current';
-  if (/\+deb\d+u\d+|ubuntu/.test(version)) return 'distribution-maintained';
+  if (/^5\.1\.\d+-[^+]*\+deb12u\d+$/.test(version)) return 'distribution-maintained';
   return { refused: `version ${version} is older than ${MIN_FFMPEG_MAJOR}.0 and not a maintained distribution build` };
 }
 
@@ -60,7 +61,8 @@ export async function resolveFfmpeg(env: Env = process.env, options: ResolveOpti
   const tried: string[] = [];
   // Library callers (tests, tools) get the CLI unless they ask: node-av starts worker processes.
   const decoder = options.decoder ?? 'cli';
-  const explicit = nonEmpty(env.FFMPEG_PATH);
+  // ARMOR_MEDIA_DECODER=node-av means exactly that: FFMPEG_PATH does not override it.
+  const explicit = decoder === 'node-av' ? undefined : nonEmpty(env.FFMPEG_PATH);
   if (explicit !== undefined) {
     const check = await accept(explicit);
     if ('policy' in check) return { ffmpeg: explicit, version: check.version, source: 'FFMPEG_PATH', policy: check.policy };

@@ -40,7 +40,7 @@ export async function decodeImage(tools: FfmpegTools, file: string, o: ImageOpti
   const bytes = o.width * o.height * 3;
   if (tools.inProcess !== undefined) {
     const { rgb } = await tools.inProcess.decode(
-      { url: fileUrl(file), format: demuxerFor(kind), filter: commandFilter('view', { width: o.width, height: o.height }), count: 1, threads: 1, maxPixels: o.maxSourceWidth * o.maxSourceHeight },
+      { url: fileUrl(file), format: demuxerFor(kind), filter: commandFilter('view', { width: o.width, height: o.height }), count: 1, threads: 1, maxPixels: o.maxSourceWidth * o.maxSourceHeight, frameBytes: bytes },
       { timeoutMs: o.timeoutMs, signal: o.signal, what: 'Decoding the image' },
     );
     if (rgb.length !== bytes) throw new MediaError('corrupt_media', 'The image could not be decoded: it is truncated or damaged.');

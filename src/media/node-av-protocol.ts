@@ -11,8 +11,10 @@ export interface DecodeJob {
   /** Frames wanted: decoding stops once they came out. */
   count: number;
   threads: number;
-  /** Views: the decoder refuses frames larger than this (the CLI's -max_pixels). */
-  maxPixels?: number;
+  /** The decoder refuses frames larger than this (the CLI's -max_pixels). */
+  maxPixels: number;
+  /** Bytes of one output frame (width x height x 3): anything else is an error. */
+  frameBytes: number;
 }
 
 export type WorkerMessage =

@@ -18,14 +18,14 @@ if (typeof (Promise as { withResolvers?: unknown }).withResolvers !== 'function'
 }
 
 // The subset of node-av used here (it is optional, so its types may be absent at build time).
-interface AvFrame { toBuffer(): Buffer; free(): void }
+interface AvFrame { toBuffer(): Buffer; free(): void; width: number; height: number }
 interface AvStream { index: number; codecpar: { width: number; height: number } }
-interface AvDemuxer { video(): AvStream | undefined; packets(index?: number): AsyncIterable<unknown>; close(): Promise<void> }
+interface AvDemuxer { video(): AvStream | undefined; packets(index?: number): AsyncIterable<unknown>; close(): Promise<void>; startTime: number }
 interface AvDecoder { frames(packets: AsyncIterable<unknown>): AsyncIterable<AvFrame | null>; close(): void }
 interface AvFilter { process(frame: AvFrame | null): Promise<void>; receive(): Promise<unknown>; flush(): Promise<void>; close(): void }
 interface NodeAvApi {
   Demuxer: { open(url: string, options: { format: string; options: Record<string, string> }): Promise<AvDemuxer> };
-  Decoder: { create(stream: AvStream, options: { threads: number }): Promise<AvDecoder> };
+  Decoder: { create(stream: AvStream, options: { threads: number; exitOnError: boolean; options: Record<string, string> }): Promise<AvDecoder> };
   FilterAPI: { create(description: string, options: { threads: number }): AvFilter };
 }
 interface NodeAvLib { getFFmpegInfo(): { version: string } }
@@ -40,23 +40,30 @@ async function decode(api: NodeAvApi, job: DecodeJob): Promise<{ rgb: Uint8Array
   try {
     const stream = input.video();
     if (stream === undefined) throw Object.assign(new Error('no video stream'), { code: 'unsupported_media' });
+    const tooLarge = (w: number, h: number): Error =>
+      Object.assign(new Error(`${w}x${h} is over the pixel limit`), { code: 'media_resolution_too_large' });
     const { width, height } = stream.codecpar;
-    if (job.maxPixels !== undefined && width * height > job.maxPixels) {
-      throw Object.assign(new Error(`${width}x${height} is over the pixel limit`), { code: 'media_resolution_too_large' });
-    }
-    decoder = await api.Decoder.create(stream, { threads: job.threads });
-    filter = api.FilterAPI.create(job.filter, { threads: 1 });
+    if (width * height > job.maxPixels) throw tooLarge(width, height);
+    // As the CLI: decode errors are concealed, not fatal; max_pixels bounds every frame.
+    decoder = await api.Decoder.create(stream, { threads: job.threads, exitOnError: false, options: { max_pixels: String(job.maxPixels) } });
+    // As the CLI (no -copyts): timestamps start at the file's start time, so the sampling grid
+    // lands on the same frames for a clip cut from a longer recording.
+    const start = input.startTime;
+    filter = api.FilterAPI.create((start !== 0 && Number.isFinite(start) ? `setpts=PTS-${start}/TB,` : '') + job.filter, { threads: 1 });
     const out: Buffer[] = [];
     const drain = async (f: AvFilter): Promise<void> => {
       for (;;) {
         const frame = await f.receive();
         if (!isFrame(frame)) return;
-        if (out.length < job.count) out.push(frame.toBuffer());
+        const bytes = frame.toBuffer();
         frame.free();
+        if (bytes.length !== job.frameBytes) throw new Error(`a frame of ${bytes.length} bytes, not ${job.frameBytes}`);
+        if (out.length < job.count) out.push(bytes);
       }
     };
     for await (const frame of decoder.frames(input.packets(stream.index))) {
       if (frame === null) continue;
+      if (frame.width * frame.height > job.maxPixels) throw tooLarge(frame.width, frame.height);
       await filter.process(frame);
       frame.free();
       await drain(filter);

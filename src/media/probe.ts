@@ -3,7 +3,7 @@
 // a video episode starts exactly one ffmpeg process: the decode. The values agree with what
 // ffprobe reports (test/media-parity.test.ts checks it on every fixture), because the data
 // generator (models/tooling/media.py) still reads them with ffprobe.
-import { Input, FilePathSource, Logging, LogLevel, MATROSKA, MP4, QTFF, WEBM, type InputVideoTrack } from 'mediabunny';
+import { Input, FilePathSource, Logging, LogLevel, MATROSKA, MP4, QTFF, UnsupportedInputFormatError, WEBM, type InputVideoTrack } from 'mediabunny';
 import { MediaError } from './errors.js';
 import { sniffFile } from './sniff.js';
 
@@ -59,6 +59,10 @@ export async function probeVideo(file: string, limits: ProbeLimits, control: Run
   } catch (err) {
     if (control.signal?.aborted) throw new MediaError('media_aborted', 'Reading the video was cancelled: the request went away.', { cause: err });
     if (err instanceof MediaError) throw err;
+    // QuickTime files that start without an ftyp box (pre-2005 writers): not read here.
+    if (err instanceof UnsupportedInputFormatError) {
+      throw new MediaError('unsupported_media', 'The container is not one this service reads (MP4 with an ftyp box, QuickTime, WebM or Matroska).', { cause: err });
+    }
     // The magic number said video, so a parse failure is damage, not a wrong type.
     throw new MediaError('corrupt_media', 'The video could not be read: it is truncated or damaged.', {
       diagnostics: err instanceof Error ? err.message : String(err),
@@ -79,8 +83,11 @@ async function readProbe(input: Input, limits: ProbeLimits): Promise<VideoProbe>
   const track = await input.getPrimaryVideoTrack();
   if (track === null) throw new MediaError('unsupported_media', 'The file has no video stream.');
 
-  const width = track.displayWidth;
-  const height = track.displayHeight;
+  // The coded size, as ffprobe and the decoder see it (not stretched by a pixel aspect ratio),
+  // turned for a 90/270-degree display rotation as ffmpeg autorotates.
+  const turned = track.rotation === 90 || track.rotation === 270;
+  const width = turned ? track.codedHeight : track.codedWidth;
+  const height = turned ? track.codedWidth : track.codedHeight;
   if (!(positiveInt(width) && positiveInt(height))) throw new MediaError('corrupt_media', 'The video stream has no valid frame size.');
   const durationSec = await trackDuration(track);
   if (durationSec === undefined) throw new MediaError('corrupt_media', 'The video has no readable duration.');
@@ -90,12 +97,13 @@ async function readProbe(input: Input, limits: ProbeLimits): Promise<VideoProbe>
   return { durationSec, width, height, codec: track.codec ?? 'other', formatName: format.name, frameCount: packetCount, rotation: track.rotation };
 }
 
-/** The header's duration when it has one (ffprobe's stream duration), else the last frame's end. */
+/**
+ * The track's span: from its first timestamp to the end of its last frame (models/decode-commands.json).
+ * A clip cut from a longer recording starts late; its span is what the frames are spread over.
+ */
 async function trackDuration(track: InputVideoTrack): Promise<number | undefined> {
-  const fromHeader = await track.getDurationFromMetadata();
-  if (fromHeader !== null && Number.isFinite(fromHeader) && fromHeader > 0) return fromHeader;
-  const computed = await track.computeDuration();
-  return Number.isFinite(computed) && computed > 0 ? computed : undefined;
+  const span = (await track.computeDuration()) - Math.max(0, await track.getFirstTimestamp());
+  return Number.isFinite(span) && span > 0 ? span : undefined;
 }
 
 function checkLimits(p: VideoProbe, limits: ProbeLimits): void {

@@ -1,7 +1,7 @@
 // The media stage: an upload -> the frames the engine sees. Shared by the pipeline, the bench
 // and the pixel-parity reference, so each measures or pins exactly what the server does.
 import type { Config } from '../config.js';
-import { composeTiles, decodeImage, decodeVideoFrames, probeVideo, type FfmpegTools } from '../media/index.js';
+import { composeTiles, decodeImage, decodeVideoFrames, MediaError, probeVideo, type FfmpegTools } from '../media/index.js';
 import type { ArmorManifest } from '../runtime/manifest.js';
 import { targetSize, videoFrameCount, type RgbFrames } from '../runtime/preprocess.js';
 import type { EpisodeInput } from '../engine/types.js';
@@ -45,8 +45,15 @@ export async function loadEpisodeMedia(deps: MediaStageDeps, media: EpisodeMedia
       height: size.height,
       durationSec: probe.durationSec,
       rotation: probe.rotation,
+      maxPixels: m.maxWidth * m.maxHeight,
       timeoutMs: m.timeoutMs,
       signal,
+    }).catch((err: unknown) => {
+      // A codec the container reader could not name and the decoder could not decode: a wrong type, not damage.
+      if (err instanceof MediaError && err.code === 'corrupt_media' && probe.codec === 'other') {
+        throw new MediaError('unsupported_media', 'The video codec is not one this service can decode.', { diagnostics: err.diagnostics, cause: err });
+      }
+      throw err;
     });
     const frames: RgbFrames = { rgb: decoded.rgb, count: decoded.count, height: decoded.height, width: decoded.width };
     const sampleFps = count / probe.durationSec;

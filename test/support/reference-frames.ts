@@ -38,6 +38,7 @@ export const CASES: ReferenceCase[] = [
   { name: 'pick-vp9', media: { kind: 'video', file: fx('pick-vp9.webm') } },
   { name: 'detail-720p', media: { kind: 'video', file: fx('detail-720p.mp4') } },
   { name: 'pick-rotated-90', media: { kind: 'video', file: fx('pick-rotated-90.mp4') } },
+  { name: 'pick-late-start', media: { kind: 'video', file: fx('pick-late-start.mp4') } },
   { name: 'views', media: { kind: 'tiles', files: ['view-1.jpg', 'view-2.png', 'view-3.jpg', 'view-4.png'].map(fx) } },
 ];
 
