@@ -10,7 +10,8 @@ import { loadConfig, REPO_ROOT } from '../src/config.js';
 import { ArmorEngine, defaultOptions, type EngineSwitches } from '../src/engine/armor-engine.js';
 import type { EngineResult, EpisodeInput } from '../src/engine/types.js';
 import { resolveFfmpeg } from '../src/media/index.js';
-import { benchMedia, median } from './media-bench.js';
+import { benchMedia } from './media-bench.js';
+import { benchSampler } from './sampler-bench.js';
 import { loadBundle, releaseBundle } from '../src/runtime/bundle.js';
 
 const { values } = parseArgs({
@@ -21,10 +22,16 @@ const { values } = parseArgs({
     ffmpeg: { type: 'string', multiple: true },
     'media-runs': { type: 'string', default: '9' },
     json: { type: 'boolean', default: false },
+    // e.g. tensorrt,cuda,cpu on a GPU machine: the same bench, unchanged.
+    provider: { type: 'string' },
   },
 });
 const episodes = Number(values.episodes);
-const config = loadConfig(values.bundle ? { ...process.env, ARMOR_BUNDLE_DIR: values.bundle } : process.env);
+const config = loadConfig({
+  ...process.env,
+  ...(values.bundle ? { ARMOR_BUNDLE_DIR: values.bundle } : {}),
+  ...(values.provider ? { ARMOR_PROVIDERS: values.provider } : {}),
+});
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
@@ -36,9 +43,10 @@ async function main(): Promise<void> {
   const media = await benchMedia(values.ffmpeg ?? await defaultDecoders(), clip, manifest, config.media, Number(values['media-runs']));
   const episode: EpisodeInput = media.episode.input;
 
+  // armor: the default engine; naive: no prefix reuse, no batching (the baseline).
   const variants: [string, EngineSwitches][] = [
-    ['armor (prefix reuse + batching)', { prefixReuse: true, batching: true }],
-    ['baseline (no reuse, no batching)', { prefixReuse: false, batching: false }],
+    ['armor', { prefixReuse: true, batching: true }],
+    ['naive', { prefixReuse: false, batching: false }],
   ];
   const options = defaultOptions(manifest.refinement);
   const engines = variants.map(([, switches]) => new ArmorEngine(bundle, switches));
@@ -58,6 +66,9 @@ async function main(): Promise<void> {
   const eps = rows.map((r) => (r.results.length * 1000) / r.wallMs);
   const roundsUsed = rows.map((r) => mean(r.results.map((x) => x.rounds.length)));
   const tokens = rows.map((r) => mean(r.results.map((x) => x.rounds.flatMap((k) => k.candidates).reduce((n, c) => n + c.entropies.length, 0))));
+  const sessionMs = rows.map((r) => mean(r.results.map((x) => x.runs.sessionRunMs)));
+  const runsPerRound = rows.map((r) => mean(r.results.map((x) => x.runs.decoderRuns / x.rounds.length)));
+  const sampler = benchSampler();
   const same = rows[0].results.every((r, i) => r.selected.tokenIds.join() === rows[1].results[i].selected.tokenIds.join());
 
   if (values.json) {
@@ -69,9 +80,18 @@ async function main(): Promise<void> {
       frames: { count: episode.frames.count, width: episode.frames.width, height: episode.frames.height },
       options: { trajectories: options.trajectories, max_rounds: options.maxRounds, max_new_tokens: options.maxNewTokens, temperature: options.temperature },
       episodes_per_engine: episodes,
+      media_ms: media.rows[0].media_ms,
       media: media.rows,
       media_baseline: media.baseline,
-      engines: rows.map((row, i) => ({ name: row.name, ...stageMeans[i], episodes_per_s: eps[i], rounds_mean: roundsUsed[i], decode_steps_mean: tokens[i] })),
+      engines: Object.fromEntries(rows.map((row, i) => [row.name, {
+        ...stageMeans[i],
+        session_run_ms: sessionMs[i],
+        decoder_runs_per_round: runsPerRound[i],
+        episodes_per_s: eps[i],
+        rounds_mean: roundsUsed[i],
+        decode_steps_mean: tokens[i],
+      }])),
+      sampler,
       same_answers: same,
     }, null, 2));
     await releaseBundle(bundle);
@@ -100,8 +120,14 @@ async function main(): Promise<void> {
   table.push(['episodes/s', eps[0].toFixed(2), eps[1].toFixed(2), `${(eps[0] / eps[1]).toFixed(2)}x`]);
   table.push(['rounds used (mean)', roundsUsed[0].toFixed(2), roundsUsed[1].toFixed(2), '']);
   table.push(['decode steps (mean)', tokens[0].toFixed(1), tokens[1].toFixed(1), '']);
+  table.push(['session_run_ms', sessionMs[0].toFixed(1), sessionMs[1].toFixed(1), `${(sessionMs[1] / sessionMs[0]).toFixed(2)}x`]);
+  table.push(['session.run share of total', pct(sessionMs[0] / stageMeans[0].total_ms), pct(sessionMs[1] / stageMeans[1].total_ms), '']);
+  table.push(['decoder runs per round', runsPerRound[0].toFixed(1), runsPerRound[1].toFixed(1), '']);
   printTable(['stage (mean ms/episode)', ...rows.map((r) => r.name), 'ratio'], table);
   console.log(`\nsame answers from both engines: ${same ? 'yes' : 'NO'}`);
+  console.log(`sampler at V = ${sampler.vocab} (T ${sampler.temperature}, top-p ${sampler.top_p}), median ms per row per step: ` +
+    `${sampler.ms_per_row_step.toFixed(2)} vs ${sampler.baseline_ms_per_row_step.toFixed(2)} sorting the vocabulary (LM-like logits); ` +
+    `${sampler.flat_ms_per_row_step.toFixed(2)} vs ${sampler.flat_baseline_ms_per_row_step.toFixed(2)} (flat logits); same choices: ${sampler.same_choices ? 'yes' : 'NO'}`);
   await releaseBundle(bundle);
 }
 
@@ -110,6 +136,10 @@ async function defaultDecoders(): Promise<string[]> {
   const probe = await resolveFfmpeg({ ...process.env, FFMPEG_PATH: '' }, { decoder: 'auto', workers: 1 }).catch(() => undefined);
   await probe?.inProcess?.close();
   return probe?.inProcess === undefined ? [''] : ['', 'node-av'];
+}
+
+function pct(x: number): string {
+  return `${(100 * x).toFixed(0)}%`;
 }
 
 function printTable(header: string[], table: string[][]): void {

@@ -29,6 +29,7 @@ function stripTimes(r: EngineResult) {
   return {
     ...r,
     timings: undefined,
+    runs: { ...r.runs, sessionRunMs: 0 },
     selected: { ...r.selected, timeMs: 0 },
     rounds: r.rounds.map((round) => ({ ...round, timeMs: 0, candidates: round.candidates.map((c) => ({ ...c, timeMs: 0 })) })),
   };

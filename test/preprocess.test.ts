@@ -2,7 +2,9 @@
 import t from 'tap';
 import { patchify, resizeNormalize, roundHalfEven, smartResize } from '../src/runtime/preprocess.js';
 import { Xoshiro128 } from '../src/engine/rng.js';
+import { readFile } from 'node:fs/promises';
 import { entropy, sampleTopP } from '../src/engine/sampling.js';
+import { caseLogits, GOLDEN_FILE, QWEN_VOCAB, type SamplerCase } from './support/sampler-cases.js';
 
 t.test('smart resize (Qwen2-VL) keeps multiples of 28 within the pixel bounds', async (t) => {
   const video = { min_pixels: 3136, max_pixels: 37632 };
@@ -90,4 +92,17 @@ t.test('top-p keeps the smallest head reaching top_p; entropy is in nats', async
   t.equal(sampleTopP(logits, 0, 3, 0, 0.9, 0.99), 0, 'temperature 0 is greedy');
   const h = -(0.5 * Math.log(0.5) + 0.3 * Math.log(0.3) + 0.2 * Math.log(0.2));
   t.ok(Math.abs(entropy(logits, 0, 3) - h) < 1e-6);
+});
+
+t.test('the sampler makes the pinned choices on the golden vectors (ties, and LM-like and flat logits at V = 151,936)', async (t) => {
+  const { cases } = JSON.parse(await readFile(GOLDEN_FILE, 'utf8')) as { cases: SamplerCase[] };
+  t.equal(cases.filter((c) => c.size === QWEN_VOCAB).length, 40);
+  const wrong = cases.filter((c) => sampleTopP(caseLogits(c.shape, c.size, c.seed), 0, c.size, c.temperature, c.topP, c.u) !== c.choice);
+  t.same(wrong, [], `${cases.length} golden cases`);
+  // The same logits somewhere inside a batch row buffer: offsets are honoured.
+  const c = cases[cases.length - 2];
+  const row = caseLogits(c.shape, c.size, c.seed);
+  const batch = new Float32Array(c.size * 3).fill(-1e9);
+  batch.set(row, c.size);
+  t.equal(sampleTopP(batch, c.size, c.size, c.temperature, c.topP, c.u), c.choice, 'row 1 of a batch');
 });

@@ -77,6 +77,7 @@ export class ArmorEngine {
     };
     check(0);
     const start = performance.now();
+    const runsBefore = { ...this.model.counters };
     const timings: StageTimings = { preprocess_ms: 0, vision_ms: 0, prefix_ms: 0, suffix_prefill_ms: 0, detection_ms: 0, decode_ms: 0, total_ms: 0 };
 
     const pixels = preprocess(manifest, input.kind, input.frames);
@@ -180,6 +181,10 @@ export class ArmorEngine {
       stopReason,
       rounds,
       timings,
+      runs: {
+        sessionRunMs: this.model.counters.sessionRunMs - runsBefore.sessionRunMs,
+        decoderRuns: this.model.counters.decoderRuns - runsBefore.decoderRuns,
+      },
       prefixIds: prefix.ids,
       prefixPositions: prefix.positions,
       grid: pixels.grid,

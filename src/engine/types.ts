@@ -64,6 +64,8 @@ export interface EngineResult {
   stopReason: StopReason;
   rounds: RoundTrace[];
   timings: StageTimings;
+  /** Time inside onnxruntime (all graphs) and decoder_model_merged calls in this episode. */
+  runs: { sessionRunMs: number; decoderRuns: number };
   /** For traces and golden tests. */
   prefixIds: number[];
   prefixPositions: [number[], number[], number[]];

@@ -30,7 +30,14 @@ export interface DecoderOutput {
   features?: Float32Array;
 }
 
+/** Time inside onnxruntime and decoder calls, since the model was made (the bench reads deltas). */
+export interface RunCounters {
+  sessionRunMs: number;
+  decoderRuns: number;
+}
+
 export class ArmorModel {
+  readonly counters: RunCounters = { sessionRunMs: 0, decoderRuns: 0 };
   readonly hidden: number;
   readonly vocab: number;
   readonly featureLayers: number;
@@ -78,17 +85,17 @@ export class ArmorModel {
   }
 
   async encodeVision(pixelValues: Float32Array, dims: [number, number], grid: [number, number, number]): Promise<Float32Array> {
-    const out = await this.bundle.sessions.vision_encoder.run({
+    const out = await this.timed(() => this.bundle.sessions.vision_encoder.run({
       pixel_values: new ort.Tensor('float32', pixelValues, dims),
       image_grid_thw: new ort.Tensor('int64', BigInt64Array.from(grid.map(BigInt)), [1, 3]),
-    });
+    }));
     return out.image_features.data as Float32Array;
   }
 
   async embed(ids: readonly number[], batch: number): Promise<Float32Array> {
-    const out = await this.bundle.sessions.embed_tokens.run({
+    const out = await this.timed(() => this.bundle.sessions.embed_tokens.run({
       input_ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [batch, ids.length / batch]),
-    });
+    }));
     return out.inputs_embeds.data as Float32Array;
   }
 
@@ -101,7 +108,8 @@ export class ArmorModel {
     this.pastNames.forEach((name, i) => (feeds[name] = input.past.tensors[i]));
     // Every fetched output is copied out of onnxruntime: fetch features only on prefill.
     const fetches = ['logits', ...this.presentNames, ...(wantFeatures ? ['armor_features'] : [])];
-    const out = await this.bundle.sessions.decoder_model_merged.run(feeds, fetches);
+    this.counters.decoderRuns++;
+    const out = await this.timed(() => this.bundle.sessions.decoder_model_merged.run(feeds, fetches));
     return {
       logits: out.logits.data as Float32Array,
       present: { batch: input.batch, length: input.past.length + input.seq, tensors: this.presentNames.map((n) => out[n]) },
@@ -110,9 +118,18 @@ export class ArmorModel {
   }
 
   async detect(featuresMean: Float32Array, batch: number): Promise<Float32Array> {
-    const out = await this.bundle.sessions.detection_head.run({
+    const out = await this.timed(() => this.bundle.sessions.detection_head.run({
       armor_features_mean: new ort.Tensor('float32', featuresMean, [batch, this.featureLayers, this.hidden]),
-    });
+    }));
     return out.detection_logit.data as Float32Array;
+  }
+
+  private async timed<T>(run: () => Promise<T>): Promise<T> {
+    const t0 = performance.now();
+    try {
+      return await run();
+    } finally {
+      this.counters.sessionRunMs += performance.now() - t0;
+    }
   }
 }
