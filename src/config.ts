@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EXECUTION_PROVIDERS, type ExecutionProviderName } from './runtime/sessions.js';
+import { tensorrtSettings, TensorrtSettingsError, type TensorrtSettings } from './runtime/tensorrt-settings.js';
 import { ApiKeysError, isLoopback, parseApiKeys, type ApiKey } from './server/api-keys.js';
 import { parseEndpointsFile, parseSchedule, singleEndpoint, WebhookConfigError, type WebhookEndpoint } from './webhooks/index.js';
 
@@ -20,6 +21,8 @@ export interface Config {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   bundleDir: string;
   providers: ExecutionProviderName[];
+  /** ORT_TENSORRT_* as the TensorRT execution provider will read them (validated even when unused). */
+  tensorrt: TensorrtSettings;
   deviceId: number;
   workers: number;
   intraOpThreads: number;
@@ -88,6 +91,15 @@ function oneOf<T extends string>(env: Env, name: string, fallback: T, allowed: r
   return raw as T;
 }
 
+function tensorrtConfig(env: Env): TensorrtSettings {
+  try {
+    return tensorrtSettings(env);
+  } catch (err) {
+    if (err instanceof TensorrtSettingsError) throw new ConfigError(err.message);
+    throw err;
+  }
+}
+
 function providers(env: Env): ExecutionProviderName[] {
   const raw = env.ARMOR_PROVIDERS ?? 'cpu';
   const list = raw.split(',').map((s) => s.trim()).filter(Boolean);
@@ -114,6 +126,7 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: oneOf(env, 'LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
     bundleDir: path.resolve(env.ARMOR_BUNDLE_DIR || path.join(REPO_ROOT, 'models', 'armor-tiny')),
     providers: providers(env),
+    tensorrt: tensorrtConfig(env),
     deviceId: int(env, 'ARMOR_DEVICE_ID', 0, 0, 64),
     workers: int(env, 'ARMOR_WORKERS', 1, 1, 64),
     intraOpThreads: int(env, 'ARMOR_INTRA_OP_THREADS', Math.max(1, cores - 1), 0, 256),

@@ -1,5 +1,6 @@
 // Configuration is validated once at start-up and every bad value names its variable.
 import t from 'tap';
+import os from 'node:os';
 import { ConfigError, loadConfig } from '../src/config.js';
 
 t.test('defaults serve the committed bundle on 8080 with the CPU provider', async (t) => {
@@ -23,4 +24,31 @@ t.test('bad values stop start-up with the variable named', async (t) => {
   t.throws(() => loadConfig({ ARMOR_WORKERS: '0' }), { message: /ARMOR_WORKERS=0/ });
   t.throws(() => loadConfig({ LOG_LEVEL: 'loud' }), { message: /LOG_LEVEL=loud/ });
   t.throws(() => loadConfig({ ARMOR_MAX_TRAJECTORIES: '9' }), { message: /ARMOR_MAX_TRAJECTORIES/ });
+});
+
+t.test('TensorRT settings come from ORT_TENSORRT_* and are checked at start-up', async (t) => {
+  const none = loadConfig({}).tensorrt;
+  t.match(none, { fp16: false, engineCache: { enabled: false, path: null }, timingCache: { enabled: false, path: null }, maxWorkspaceBytes: null });
+  const dir = os.tmpdir();
+  const gpu = loadConfig({
+    ARMOR_PROVIDERS: 'tensorrt,cuda,cpu',
+    ORT_TENSORRT_FP16_ENABLE: '1',
+    ORT_TENSORRT_ENGINE_CACHE_ENABLE: '1',
+    ORT_TENSORRT_CACHE_PATH: dir,
+    ORT_TENSORRT_TIMING_CACHE_ENABLE: '1',
+    ORT_TENSORRT_MAX_WORKSPACE_SIZE: '4294967296',
+    ORT_TENSORRT_LAYER_NORM_FP32_FALLBACK: '1',
+  });
+  t.same(gpu.providers, ['tensorrt', 'cuda', 'cpu']);
+  t.match(gpu.tensorrt, {
+    fp16: true,
+    engineCache: { enabled: true, path: dir, writable: true },
+    timingCache: { enabled: true, path: dir, writable: true }, // the timing cache follows the engine cache without its own path
+    maxWorkspaceBytes: 4294967296,
+    layerNormFp32Fallback: true,
+  });
+  t.equal(loadConfig({ ORT_TENSORRT_ENGINE_CACHE_ENABLE: '1', ORT_TENSORRT_CACHE_PATH: '/proc/nope' }).tensorrt.engineCache.writable, false);
+  // onnxruntime parses these with std::stoi: "true" would throw inside session creation.
+  t.throws(() => loadConfig({ ORT_TENSORRT_FP16_ENABLE: 'true' }), { message: /ORT_TENSORRT_FP16_ENABLE=true is invalid/ });
+  t.throws(() => loadConfig({ ORT_TENSORRT_MAX_WORKSPACE_SIZE: '4G' }), { message: /ORT_TENSORRT_MAX_WORKSPACE_SIZE=4G/ });
 });

@@ -196,7 +196,7 @@ t.test('POST /v1/episodes', async (t) => {
 
   t.test('readiness, metrics and the OpenAPI document', async (t) => {
     const ready = (await (await fetch(`${base}/readyz`)).json()) as Json;
-    t.match(ready, { status: 'ready', provider: 'cpu', model: { name: 'armor-tiny' }, ffmpeg: { version: /\d/, source: /^(FFMPEG_PATH|node-av|ffmpeg-static|PATH)$/, policy: /^(current|distribution-maintained)$/ } });
+    t.match(ready, { status: 'ready', provider: 'cpu', provider_settings: { requested: ['cpu'], device_id: 0, tensorrt: { fp16: false, engine_cache: { enabled: false } } }, model: { name: 'armor-tiny' }, ffmpeg: { version: /\d/, source: /^(FFMPEG_PATH|node-av|ffmpeg-static|PATH)$/, policy: /^(current|distribution-maintained)$/ } });
     const metrics = await (await fetch(`${base}/metrics`)).text();
     t.match(metrics, /armor_episodes_total\{cell="cell-7",result="(failure|success)"\} 1/);
     t.match(metrics, /armor_episode_errors_total\{code="media_too_long"\} 1/);

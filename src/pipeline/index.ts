@@ -51,7 +51,17 @@ export async function startRuntime(
     });
     pool.onWorkerExit = (err) => log.warn({ err: err.message }, 'engine worker exited; starting a new one');
     for (const attempt of pool.status.fallbacks) log.warn(attempt, `execution provider ${attempt.provider} could not start; fell back`);
-    log.info({ provider: pool.status.provider, workers: pool.size }, 'engine workers ready');
+    log.info({ provider: pool.status.provider, requested: config.providers, workers: pool.size }, 'engine workers ready');
+    if (config.providers.includes('tensorrt')) {
+      const t = config.tensorrt;
+      log.info({ fp16: t.fp16, engineCache: t.engineCache, timingCache: t.timingCache, maxWorkspaceBytes: t.maxWorkspaceBytes,
+        layerNormFp32Fallback: t.layerNormFp32Fallback, environment: t.environment }, 'TensorRT settings (ORT_TENSORRT_*)');
+      for (const [what, cache] of [['engine', t.engineCache], ['timing', t.timingCache]] as const) {
+        if (cache.enabled && cache.writable === false) {
+          log.warn({ path: cache.path }, `the TensorRT ${what} cache directory is not writable: every start rebuilds what it would hold`);
+        }
+      }
+    }
     const tokenizer = await ArmorTokenizer.load(path.join(bundle.dir, 'tokenizer.json'), bundle.manifest);
     const pipeline = new EpisodePipeline(config, bundle.manifest, pool, tools, tokenizer);
     const close = async (): Promise<void> => {

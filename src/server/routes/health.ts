@@ -1,7 +1,25 @@
 // Liveness, readiness and metrics. None of these touch the engine workers, so they answer
 // while episodes are being analysed.
 import type { FastifyInstance } from 'fastify';
+import type { Config } from '../../config.js';
 import { errorBody } from '../plugins/app/errors.js';
+
+/** What each provider was configured with: the requested order, the device, TensorRT's ORT_TENSORRT_* settings. */
+function providerSettings(config: Config) {
+  const t = config.tensorrt;
+  return {
+    requested: config.providers,
+    device_id: config.deviceId,
+    tensorrt: {
+      fp16: t.fp16,
+      engine_cache: t.engineCache,
+      timing_cache: t.timingCache,
+      max_workspace_bytes: t.maxWorkspaceBytes,
+      layer_norm_fp32_fallback: t.layerNormFp32Fallback,
+      builder_optimization_level: t.builderOptimizationLevel,
+    },
+  };
+}
 
 export default async function healthRoutes(app: FastifyInstance): Promise<void> {
   const { runtime, metrics } = app.armor;
@@ -17,6 +35,7 @@ export default async function healthRoutes(app: FastifyInstance): Promise<void> 
       model: { name: m.name, version: m.version, format_version: m.format_version, dir: runtime.bundle.dir, bytes: runtime.bundle.bytes },
       provider: runtime.pool.status.provider,
       provider_fallbacks: runtime.pool.status.fallbacks,
+      provider_settings: providerSettings(app.armor.config),
       workers: { total: runtime.pool.size, busy: runtime.pool.busyWorkers, queued: runtime.pool.queueDepth },
       ffmpeg: { version: runtime.tools.version, path: runtime.tools.ffmpeg, source: runtime.tools.source, policy: runtime.tools.policy },
     };
