@@ -32,7 +32,7 @@ async function readmeContract(layers: number): Promise<Map<string, ReadmeTensor[
     const row = /^\| `([^`]+)`(?: \/ `([^`]+)`)?[^|]*\| (in|out) \| (\w+) \| `\[([^\]]*)\]`/.exec(line);
     if (!row || !current) continue;
     const [, name, alt, dir, dtype, shape] = row;
-    const rank = shape.split(',').length;
+    const rank = shape.trim() === '' ? 0 : shape.split(',').length;
     const names = [name, ...(alt ? [name.replace(/\.key$/, alt)] : [])];
     for (const n of names) {
       if (n.includes('{i}')) for (let i = 0; i < layers; i++) current.push({ name: n.replace('{i}', String(i)), dir: dir as 'in' | 'out', dtype, rank });
@@ -49,19 +49,21 @@ t.test('armor.json of the default bundle validates against the JSON Schema', asy
   t.ok(validate(manifest), JSON.stringify(validate.errors));
 });
 
-t.test('the four graphs match the tensor tables of models/README.md', async (t) => {
+t.test('the graphs (and the optional round graph) match the tensor tables of models/README.md', async (t) => {
   const bundle = await loadBundle(BUNDLE_DIR);
   t.teardown(() => releaseBundle(bundle));
   const contract = await readmeContract(bundle.manifest.architecture.text.num_layers);
-  t.same([...contract.keys()].sort(), ['onnx/decoder_model_merged.onnx', 'onnx/detection_head.onnx', 'onnx/embed_tokens.onnx', 'onnx/vision_encoder.onnx']);
+  t.same([...contract.keys()].sort(), ['onnx/decode_round.onnx', 'onnx/decoder_model_merged.onnx', 'onnx/detection_head.onnx', 'onnx/embed_tokens.onnx', 'onnx/vision_encoder.onnx']);
   const byFile: Record<string, keyof typeof bundle.sessions> = {
     'onnx/vision_encoder.onnx': 'vision_encoder',
     'onnx/embed_tokens.onnx': 'embed_tokens',
     'onnx/decoder_model_merged.onnx': 'decoder_model_merged',
     'onnx/detection_head.onnx': 'detection_head',
+    'onnx/decode_round.onnx': 'decode_round',
   };
   for (const [file, tensors] of contract) {
     const session = bundle.sessions[byFile[file]];
+    if (session === undefined) throw new Error(`no session for ${file}`);
     const actual = (dir: 'in' | 'out') =>
       (dir === 'in' ? session.inputMetadata : session.outputMetadata).map((m) => ({
         name: m.name,

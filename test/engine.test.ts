@@ -38,7 +38,9 @@ function stripTimes(r: EngineResult) {
 t.test('engine', async (t) => {
   const bundle = await loadBundle(BUNDLE_DIR);
   t.teardown(() => releaseBundle(bundle));
-  const engine = new ArmorEngine(bundle);
+  const engine = new ArmorEngine(bundle); // the default: each round in one call of onnx/decode_round.onnx
+  // The host decode loop, the reference: it checks deadlines and cancellation between decode steps.
+  const hostLoop = new ArmorEngine(bundle, { prefixReuse: true, batching: true, inGraph: false });
   const base: RefinementOptions = { ...defaultOptions(bundle.manifest.refinement, 11), maxNewTokens: 12 };
 
   t.test('same seed and input give the same result; other seeds sample other explanations', async (t) => {
@@ -128,19 +130,19 @@ t.test('engine', async (t) => {
 
   t.test('a deadline during round 0 fails the episode; a deadline later abandons only the round in progress', async (t) => {
     const clock = steppingClock();
-    const full = await engine.run(clip(), { ...long, deadline: Number.MAX_SAFE_INTEGER }, { cancelled: () => false, now: clock.now });
+    const full = await hostLoop.run(clip(), { ...long, deadline: Number.MAX_SAFE_INTEGER }, { cancelled: () => false, now: clock.now });
     t.ok(full.rounds.length >= 2, `the unconstrained run has ${full.rounds.length} rounds`);
     const readings = clock.readings();
 
     // The last reading is inside the last round: a deadline there abandons that round only.
-    const late = await engine.run(clip(), { ...long, deadline: readings - 1 }, { cancelled: () => false, now: steppingClock().now });
+    const late = await hostLoop.run(clip(), { ...long, deadline: readings - 1 }, { cancelled: () => false, now: steppingClock().now });
     t.equal(late.stopReason, 'deadline');
     t.equal(late.rounds.length, full.rounds.length - 1, 'the round in progress is dropped, the finished ones kept');
     t.same(stripTimes(late).rounds, stripTimes(full).rounds.slice(0, -1), 'the kept rounds are exactly the unconstrained ones');
     t.ok(late.rounds.flatMap((r) => r.candidates).every((c) => c.c >= late.selected.c), 'the answer is the best finished candidate');
 
     // A few readings in: still preprocessing or in round 0, which has no fallback.
-    await t.rejects(engine.run(clip(), { ...long, deadline: 6 }, { cancelled: () => false, now: steppingClock().now }), { code: 'deadline_exceeded', statusCode: 504 });
+    await t.rejects(hostLoop.run(clip(), { ...long, deadline: 6 }, { cancelled: () => false, now: steppingClock().now }), { code: 'deadline_exceeded', statusCode: 504 });
   });
 
   t.test('a cancelled episode stops within one decoder step', async (t) => {
@@ -157,9 +159,29 @@ t.test('engine', async (t) => {
         return cancelAt > 0;
       },
     };
-    await t.rejects(engine.run(clip(), long, control), { code: 'client_closed', statusCode: 499 });
+    await t.rejects(hostLoop.run(clip(), long, control), { code: 'client_closed', statusCode: 499 });
     t.equal(checks, 20, 'the engine stopped at the first check after the flag was set');
     t.ok(runs.decoder_model_merged - decoderRunsAtCancel <= 1, `decoder runs after the cancel: ${runs.decoder_model_merged - decoderRunsAtCancel}`);
+  });
+
+  t.test('in-graph rounds: one decode_round call per round; a cancel takes effect at the next round boundary', async (t) => {
+    const before = snapshot();
+    const full = await engine.run(clip(), long);
+    t.equal(runs.decode_round - before.decode_round, full.rounds.length, 'one call per round');
+    t.equal(runs.decoder_model_merged - before.decoder_model_merged, 1, 'the decoder graph ran once: the prefix prefill');
+    t.same(full.runs, { ...full.runs, decoderRuns: full.rounds.length + 1, prefixDecoderRuns: 1 });
+    const host = await hostLoop.run(clip(), long);
+    t.same(full.rounds.map((r) => r.candidates.map((c) => c.tokenIds)), host.rounds.map((r) => r.candidates.map((c) => c.tokenIds)), 'the same tokens as the host loop');
+
+    let roundsAtCancel = -1;
+    const control = {
+      cancelled: () => {
+        if (roundsAtCancel < 0 && runs.decode_round - before.decode_round > full.rounds.length) roundsAtCancel = runs.decode_round;
+        return roundsAtCancel >= 0;
+      },
+    };
+    await t.rejects(engine.run(clip(), long, control), { code: 'client_closed', statusCode: 499 });
+    t.equal(runs.decode_round, roundsAtCancel, 'no round starts after the cancel');
   });
 
   t.test('a task carrying a special token is refused', async (t) => {

@@ -135,7 +135,10 @@ t.test('tokenizer: the committed cases encode to the reference ids', async (t) =
 t.test('golden vectors', async (t) => {
   const bundle = await loadBundle(BUNDLE_DIR);
   t.teardown(() => releaseBundle(bundle));
-  const engine = new ArmorEngine(bundle);
+  // The host decode loop (the reference) and, when the bundle has it, the in-graph round.
+  const engines: [string, ArmorEngine][] = [['host loop', new ArmorEngine(bundle, { prefixReuse: true, batching: true, inGraph: false })]];
+  if (bundle.sessions.decode_round !== undefined) engines.push(['in-graph round', new ArmorEngine(bundle, { prefixReuse: true, batching: true, inGraph: true })]);
+  t.equal(engines.length, 2, 'the default bundle carries onnx/decode_round.onnx');
   const prompts = new PromptBuilder(bundle.manifest, bundle.tokenizer);
   const eos = bundle.manifest.tokens.eos;
 
@@ -175,37 +178,39 @@ t.test('golden vectors', async (t) => {
       const state = await buildPrefix(model, prefix, features, true);
       compareSummary(t, 'prefix armor_features (sums)', state.featureSums as Float32Array, model.hidden, golden.prefix_armor_features, 1e-3);
 
-      const greedy: EngineResult = await engine.run(input, engineOptions(golden.greedy.options));
-      t.equal(greedy.rounds.length, golden.greedy.rounds.length, 'greedy: rounds run');
-      for (const [i, want] of golden.greedy.rounds.entries()) {
-        const round = greedy.rounds[i];
-        if (!round) break;
-        const c = round.candidates[0];
-        t.same(round.suffixIds[0], want.suffix_ids, `round ${i}: suffix input_ids${i > 0 ? ' (with history)' : ''}`);
-        const positions = [0, 1, 2].map(() => round.suffixIds[0].map((_, j) => textPosition(prefix, j)));
-        t.same(positions, want.suffix_position_ids, `round ${i}: suffix position_ids (the engine's textPosition)`);
-        t.ok(close(c.detectionLogit, want.detection_logit, 1e-4), `round ${i}: detection logit ${c.detectionLogit} vs ${want.detection_logit}`);
-        t.same(c.tokenIds, withoutEos(want.token_ids, eos), `round ${i}: greedy token ids`);
-        t.equal(c.entropies.length, want.token_ids.length, `round ${i}: decode steps`);
-        const entropyErr = Math.max(0, ...want.entropies.map((e, k) => Math.abs(e - (c.entropies[k] ?? Infinity))));
-        t.ok(entropyErr <= 1e-4, `round ${i}: per-token entropies (worst ${entropyErr})`);
-        t.ok(close(c.c, want.c, 1e-4), `round ${i}: C ${c.c} vs ${want.c}`);
-      }
-      t.same({ round: greedy.selected.round, trajectory: greedy.selected.trajectory }, golden.greedy.selected, 'greedy: selected candidate');
-      t.equal(greedy.stopReason, golden.greedy.stop_reason);
+      for (const [engineName, engine] of engines) t.test(engineName, async (t) => {
+        const greedy: EngineResult = await engine.run(input, engineOptions(golden.greedy.options));
+        t.equal(greedy.rounds.length, golden.greedy.rounds.length, 'greedy: rounds run');
+        for (const [i, want] of golden.greedy.rounds.entries()) {
+          const round = greedy.rounds[i];
+          if (!round) break;
+          const c = round.candidates[0];
+          t.same(round.suffixIds[0], want.suffix_ids, `round ${i}: suffix input_ids${i > 0 ? ' (with history)' : ''}`);
+          const positions = [0, 1, 2].map(() => round.suffixIds[0].map((_, j) => textPosition(prefix, j)));
+          t.same(positions, want.suffix_position_ids, `round ${i}: suffix position_ids (the engine's textPosition)`);
+          t.ok(close(c.detectionLogit, want.detection_logit, 1e-4), `round ${i}: detection logit ${c.detectionLogit} vs ${want.detection_logit}`);
+          t.same(c.tokenIds, withoutEos(want.token_ids, eos), `round ${i}: greedy token ids`);
+          t.equal(c.entropies.length, want.token_ids.length, `round ${i}: decode steps`);
+          const entropyErr = Math.max(0, ...want.entropies.map((e, k) => Math.abs(e - (c.entropies[k] ?? Infinity))));
+          t.ok(entropyErr <= 1e-4, `round ${i}: per-token entropies (worst ${entropyErr})`);
+          t.ok(close(c.c, want.c, 1e-4), `round ${i}: C ${c.c} vs ${want.c}`);
+        }
+        t.same({ round: greedy.selected.round, trajectory: greedy.selected.trajectory }, golden.greedy.selected, 'greedy: selected candidate');
+        t.equal(greedy.stopReason, golden.greedy.stop_reason);
 
-      const sampled = await engine.run(input, engineOptions(golden.sampled.options));
-      const candidates = sampled.rounds.flatMap((r) => r.candidates);
-      t.equal(candidates.length, golden.sampled.candidates.length, 'sampled: candidate count');
-      for (const want of golden.sampled.candidates) {
-        const got = candidates.find((c) => c.round === want.round && c.trajectory === want.trajectory);
-        const label = `sampled round ${want.round} trajectory ${want.trajectory}`;
-        t.same(got?.tokenIds, withoutEos(want.token_ids, eos), `${label}: token ids`);
-        t.ok(got && close(got.detectionLogit, want.detection_logit, 1e-4), `${label}: detection logit`);
-        t.ok(got && close(got.c, want.c, 1e-4), `${label}: C ${got?.c} vs ${want.c}`);
-      }
-      t.same({ round: sampled.selected.round, trajectory: sampled.selected.trajectory }, golden.sampled.selected, 'sampled: selected candidate');
-      t.equal(sampled.stopReason, golden.sampled.stop_reason);
+        const sampled = await engine.run(input, engineOptions(golden.sampled.options));
+        const candidates = sampled.rounds.flatMap((r) => r.candidates);
+        t.equal(candidates.length, golden.sampled.candidates.length, 'sampled: candidate count');
+        for (const want of golden.sampled.candidates) {
+          const got = candidates.find((c) => c.round === want.round && c.trajectory === want.trajectory);
+          const label = `sampled round ${want.round} trajectory ${want.trajectory}`;
+          t.same(got?.tokenIds, withoutEos(want.token_ids, eos), `${label}: token ids`);
+          t.ok(got && close(got.detectionLogit, want.detection_logit, 1e-4), `${label}: detection logit`);
+          t.ok(got && close(got.c, want.c, 1e-4), `${label}: C ${got?.c} vs ${want.c}`);
+        }
+        t.same({ round: sampled.selected.round, trajectory: sampled.selected.trajectory }, golden.sampled.selected, 'sampled: selected candidate');
+        t.equal(sampled.stopReason, golden.sampled.stop_reason);
+      });
     });
   }
 });

@@ -48,6 +48,8 @@ mkdir -p "$WORK"
 
 # 4. export the trained ARMOR weights + golden vectors
 "$PY" models/tooling/build.py --config models/configs/armor-tiny-train.json --weights "$WORK/ckpt/armor.pt"
+# 4b. the optional one-call round graph, composed from the four exported graphs
+"$PY" models/tooling/round_graph.py models/armor-tiny
 
 # 5. the served numbers: armor-serve eval on the held-out set (bundle defaults), and the
 #    multi-task baseline exported to a scratch bundle and served with max_rounds 1

@@ -8,6 +8,7 @@ import { preprocess } from '../runtime/preprocess.js';
 import { PromptBuilder, type VisionInput } from '../runtime/prompt.js';
 import { runGroup, type RowRequest } from './generator.js';
 import { buildPrefix } from './prefix-cache.js';
+import { runGroupInGraph } from './round-graph.js';
 import { Xoshiro128 } from './rng.js';
 import { binaryEntropy, sigmoid } from './sampling.js';
 import { selectCandidate, shouldStop } from './selection.js';
@@ -29,6 +30,8 @@ export interface EngineSwitches {
   prefixReuse: boolean;
   /** Run the M trajectories of a round as one batch (off = one at a time). */
   batching: boolean;
+  /** Run each round in one call of onnx/decode_round.onnx when the bundle has it (needs prefixReuse). */
+  inGraph?: boolean;
 }
 
 class RoundAbandoned extends Error {}
@@ -52,7 +55,7 @@ export class ArmorEngine {
   private readonly prompts: PromptBuilder;
   private readonly switches: EngineSwitches;
 
-  constructor(bundle: LoadedBundle, switches: EngineSwitches = { prefixReuse: true, batching: true }) {
+  constructor(bundle: LoadedBundle, switches: EngineSwitches = { prefixReuse: true, batching: true, inGraph: true }) {
     this.bundle = bundle;
     this.model = new ArmorModel(bundle);
     this.prompts = new PromptBuilder(bundle.manifest, bundle.tokenizer);
@@ -101,6 +104,7 @@ export class ArmorEngine {
       throw new Error(`vision encoder returned ${features.length / this.model.hidden} rows for ${prefix.visionTokens} placeholders`);
     }
     const prefixState = await buildPrefix(this.model, prefix, features, this.switches.prefixReuse);
+    const prefixDecoderRuns = this.model.counters.decoderRuns - runsBefore.decoderRuns;
     timings.prefix_ms = performance.now() - t2;
 
     const rngs = Array.from({ length: options.trajectories }, (_, m) => Xoshiro128.forTrajectory(options.seed, m));
@@ -125,7 +129,8 @@ export class ArmorEngine {
       const rows = [];
       try {
         for (const group of groups) {
-          const { results, timings: g } = await runGroup(this.model, prefixState, group, {
+          const run = this.switches.inGraph && this.switches.prefixReuse && this.model.hasRoundGraph ? runGroupInGraph : runGroup;
+          const { results, timings: g } = await run(this.model, prefixState, group, {
             padId: manifest.tokens.pad,
             eos,
             temperature: options.temperature,
@@ -184,6 +189,7 @@ export class ArmorEngine {
       runs: {
         sessionRunMs: this.model.counters.sessionRunMs - runsBefore.sessionRunMs,
         decoderRuns: this.model.counters.decoderRuns - runsBefore.decoderRuns,
+        prefixDecoderRuns,
       },
       prefixIds: prefix.ids,
       prefixPositions: prefix.positions,

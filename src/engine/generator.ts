@@ -34,32 +34,25 @@ export interface GroupSettings {
   checkpoint: () => void;
 }
 
-export async function runGroup(
-  model: ArmorModel,
-  prefix: PrefixState,
-  rows: RowRequest[],
-  settings: GroupSettings,
-): Promise<{ results: RowResult[]; timings: GroupTimings }> {
-  settings.checkpoint();
+export interface SuffixLayout {
+  /** Each suffix left-padded to the longest, so every row's last slot is a real token. */
+  paddedIds: number[];
+  /** [batch, prefix + suffix]: 1 for real slots. */
+  mask: BigInt64Array;
+  /** [3, batch, seq] M-RoPE positions of the slots fed (seq = suffix with a cache, prefix + suffix without). */
+  positions: BigInt64Array;
+  /** Per row, the text position of its last suffix token. */
+  lastPosition: number[];
+}
+
+/** The suffix prefill's inputs, shared by the host loop and the in-graph round. */
+export function suffixLayout(prefix: PrefixState, rows: readonly RowRequest[], padId: number, reuse: boolean): SuffixLayout {
   const batch = rows.length;
-  const hidden = model.hidden;
-  const reuse = prefix.cache !== undefined;
   const lp = prefix.prefix.ids.length;
   const ls = Math.max(...rows.map((r) => r.suffixIds.length));
-  const t0 = performance.now();
-
-  // Left-pad each suffix inside the suffix so every row's last slot is a real token.
-  const paddedIds: number[] = [];
-  for (const r of rows) paddedIds.push(...new Array<number>(ls - r.suffixIds.length).fill(settings.padId), ...r.suffixIds);
-  const suffixEmbeds = await model.embed(paddedIds, batch);
   const seq = reuse ? ls : lp + ls;
-  const embeds = reuse ? suffixEmbeds : new Float32Array(batch * seq * hidden);
-  if (!reuse) {
-    for (let b = 0; b < batch; b++) {
-      embeds.set(prefix.embeds, b * seq * hidden);
-      embeds.set(suffixEmbeds.subarray(b * ls * hidden, (b + 1) * ls * hidden), (b * seq + lp) * hidden);
-    }
-  }
+  const paddedIds: number[] = [];
+  for (const r of rows) paddedIds.push(...new Array<number>(ls - r.suffixIds.length).fill(padId), ...r.suffixIds);
   const total = lp + ls;
   const mask = new BigInt64Array(batch * total);
   const positions = new BigInt64Array(3 * batch * seq);
@@ -77,6 +70,33 @@ export async function runGroup(
       }
     }
     lastPosition.push(textPosition(prefix.prefix, rows[b].suffixIds.length - 1));
+  }
+  return { paddedIds, mask, positions, lastPosition };
+}
+
+export async function runGroup(
+  model: ArmorModel,
+  prefix: PrefixState,
+  rows: RowRequest[],
+  settings: GroupSettings,
+): Promise<{ results: RowResult[]; timings: GroupTimings }> {
+  settings.checkpoint();
+  const batch = rows.length;
+  const hidden = model.hidden;
+  const reuse = prefix.cache !== undefined;
+  const lp = prefix.prefix.ids.length;
+  const ls = Math.max(...rows.map((r) => r.suffixIds.length));
+  const t0 = performance.now();
+
+  const { paddedIds, mask, positions, lastPosition } = suffixLayout(prefix, rows, settings.padId, reuse);
+  const suffixEmbeds = await model.embed(paddedIds, batch);
+  const seq = reuse ? ls : lp + ls;
+  const embeds = reuse ? suffixEmbeds : new Float32Array(batch * seq * hidden);
+  if (!reuse) {
+    for (let b = 0; b < batch; b++) {
+      embeds.set(prefix.embeds, b * seq * hidden);
+      embeds.set(suffixEmbeds.subarray(b * ls * hidden, (b + 1) * ls * hidden), (b * seq + lp) * hidden);
+    }
   }
   const past: KvCache = reuse ? cacheForBatch(model, prefix, batch) : model.emptyCache(batch);
   const prefill = await model.decode({ embeds, batch, seq, attentionMask: mask, positions, past }, true);

@@ -45,6 +45,16 @@ export class Xoshiro128 {
     return result;
   }
 
+  /** An independent generator in the same state: draws ahead without moving this one. */
+  clone(): Xoshiro128 {
+    const c = Object.create(Xoshiro128.prototype) as Xoshiro128;
+    c.s0 = this.s0;
+    c.s1 = this.s1;
+    c.s2 = this.s2;
+    c.s3 = this.s3;
+    return c;
+  }
+
   /** A uniform double in [0, 1) with 53 random bits. */
   nextDouble(): number {
     const a = this.nextUint32() >>> 5;

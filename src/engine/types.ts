@@ -65,7 +65,7 @@ export interface EngineResult {
   rounds: RoundTrace[];
   timings: StageTimings;
   /** Time inside onnxruntime (all graphs) and decoder_model_merged calls in this episode. */
-  runs: { sessionRunMs: number; decoderRuns: number };
+  runs: { sessionRunMs: number; decoderRuns: number; prefixDecoderRuns: number };
   /** For traces and golden tests. */
   prefixIds: number[];
   prefixPositions: [number[], number[], number[]];

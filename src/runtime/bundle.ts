@@ -5,7 +5,7 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type ort from 'onnxruntime-node';
 import { BundleError } from './errors.js';
-import { contractMismatches, GRAPH_FILES, graphContract, type GraphName } from './graph-contract.js';
+import { contractMismatches, GRAPH_FILES, graphContract, OPTIONAL_GRAPH_FILES, type GraphName, type OptionalGraphName } from './graph-contract.js';
 import { parseManifest, type ArmorManifest } from './manifest.js';
 import { openSessions, type ExecutionProviderName, type ProviderAttempt, type SessionOptions } from './sessions.js';
 import { ArmorTokenizer } from './tokenizer.js';
@@ -19,7 +19,7 @@ export interface VerifiedBundle {
 
 export interface LoadedBundle extends VerifiedBundle {
   tokenizer: ArmorTokenizer;
-  sessions: Record<GraphName, ort.InferenceSession>;
+  sessions: Record<GraphName, ort.InferenceSession> & Partial<Record<OptionalGraphName, ort.InferenceSession>>;
   provider: ExecutionProviderName;
   fallbacks: ProviderAttempt[];
 }
@@ -70,17 +70,17 @@ export async function openBundle(
 ): Promise<LoadedBundle> {
   const { dir, manifest } = verified;
   const tokenizer = await ArmorTokenizer.load(path.join(dir, 'tokenizer.json'), manifest);
-  const files = Object.fromEntries(
-    (Object.keys(GRAPH_FILES) as GraphName[]).map((g) => [g, path.join(dir, GRAPH_FILES[g])]),
-  ) as Record<GraphName, string>;
+  // Optional graphs are opened when the manifest lists them (and so verifyBundle checked them).
+  const present = { ...GRAPH_FILES, ...Object.fromEntries(Object.entries(OPTIONAL_GRAPH_FILES).filter(([, file]) => file in manifest.files)) } as Record<GraphName | OptionalGraphName, string>;
+  const files = Object.fromEntries(Object.entries(present).map(([g, file]) => [g, path.join(dir, file)])) as Record<GraphName | OptionalGraphName, string>;
   const opened = await openSessions(files, sessionOptions, onFallback);
   const contract = graphContract(manifest);
-  for (const graph of Object.keys(GRAPH_FILES) as GraphName[]) {
+  for (const graph of Object.keys(present) as (GraphName | OptionalGraphName)[]) {
     const session = opened.sessions[graph];
     const problems = contractMismatches(contract[graph], session.inputMetadata, session.outputMetadata);
     if (problems.length > 0) {
       await Promise.allSettled(Object.values<ort.InferenceSession>(opened.sessions).map((s) => s.release()));
-      throw new BundleError('graph_mismatch', `${GRAPH_FILES[graph]}: ${problems.join('; ')}`, { file: GRAPH_FILES[graph], problems });
+      throw new BundleError('graph_mismatch', `${present[graph]}: ${problems.join('; ')}`, { file: present[graph], problems });
     }
   }
   return { ...verified, tokenizer, ...opened };

@@ -10,9 +10,17 @@ export const GRAPH_FILES: Record<GraphName, string> = {
   detection_head: 'onnx/detection_head.onnx',
 };
 
+/** Graphs a bundle may add (listed in armor.json `files`): the engine uses them when present. */
+export type OptionalGraphName = 'decode_round';
+
+export const OPTIONAL_GRAPH_FILES: Record<OptionalGraphName, string> = {
+  // One ARMOR round in one call: suffix prefill, detection, the sampled decode loop (models/tooling/round_graph.py).
+  decode_round: 'onnx/decode_round.onnx',
+};
+
 export interface TensorSpec {
   name: string;
-  type: 'float32' | 'int64';
+  type: 'float32' | 'int64' | 'bool';
   rank: number;
 }
 
@@ -21,7 +29,7 @@ export interface GraphSpec {
   outputs: TensorSpec[];
 }
 
-export function graphContract(manifest: ArmorManifest): Record<GraphName, GraphSpec> {
+export function graphContract(manifest: ArmorManifest): Record<GraphName | OptionalGraphName, GraphSpec> {
   const layers = manifest.architecture.text.num_layers;
   const past: TensorSpec[] = [];
   const present: TensorSpec[] = [];
@@ -55,6 +63,29 @@ export function graphContract(manifest: ArmorManifest): Record<GraphName, GraphS
     detection_head: {
       inputs: [{ name: 'armor_features_mean', type: 'float32', rank: 3 }],
       outputs: [{ name: 'detection_logit', type: 'float32', rank: 1 }],
+    },
+    decode_round: {
+      inputs: [
+        { name: 'suffix_ids', type: 'int64', rank: 2 },
+        { name: 'attention_mask', type: 'int64', rank: 2 },
+        { name: 'position_ids', type: 'int64', rank: 3 },
+        ...past,
+        { name: 'prefix_feature_sums', type: 'float32', rank: 2 },
+        { name: 'feature_counts', type: 'float32', rank: 1 },
+        { name: 'next_positions', type: 'int64', rank: 1 },
+        { name: 'uniforms', type: 'float32', rank: 2 },
+        { name: 'temperature', type: 'float32', rank: 0 },
+        { name: 'top_p', type: 'float32', rank: 0 },
+        { name: 'eos_ids', type: 'int64', rank: 1 },
+        { name: 'pad_id', type: 'int64', rank: 0 },
+        { name: 'max_new_tokens', type: 'int64', rank: 0 },
+      ],
+      outputs: [
+        { name: 'detection_logit', type: 'float32', rank: 1 },
+        { name: 'tokens', type: 'int64', rank: 2 },
+        { name: 'entropies', type: 'float32', rank: 2 },
+        { name: 'active', type: 'bool', rank: 2 },
+      ],
     },
   };
 }

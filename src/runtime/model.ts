@@ -30,6 +30,38 @@ export interface DecoderOutput {
   features?: Float32Array;
 }
 
+export interface RoundInput {
+  batch: number;
+  /** [batch, suffix], left-padded. */
+  suffixIds: BigInt64Array;
+  attentionMask: BigInt64Array;
+  positions: BigInt64Array;
+  past: KvCache;
+  prefixFeatureSums: Float32Array;
+  /** Per row: prefix + suffix tokens, the mean's denominator. */
+  featureCounts: Float32Array;
+  /** Per row: the text position of the last suffix token. */
+  nextPositions: BigInt64Array;
+  /** [batch, maxNewTokens]: step s of row b samples with uniforms[b, s]. */
+  uniforms: Float32Array;
+  temperature: number;
+  topP: number;
+  eos: readonly number[];
+  padId: number;
+  maxNewTokens: number;
+}
+
+export interface RoundOutput {
+  detectionLogits: Float32Array;
+  /** Decode steps run (<= maxNewTokens). */
+  steps: number;
+  /** [steps, batch]. */
+  tokens: BigInt64Array;
+  entropies: Float32Array;
+  /** [steps, batch]: 1 when the row was still generating at that step. */
+  active: Uint8Array;
+}
+
 /** Time inside onnxruntime and decoder calls, since the model was made (the bench reads deltas). */
 export interface RunCounters {
   sessionRunMs: number;
@@ -114,6 +146,46 @@ export class ArmorModel {
       logits: out.logits.data as Float32Array,
       present: { batch: input.batch, length: input.past.length + input.seq, tensors: this.presentNames.map((n) => out[n]) },
       features: wantFeatures ? (out.armor_features.data as Float32Array) : undefined,
+    };
+  }
+
+  /** True when the bundle has onnx/decode_round.onnx (one round per call). */
+  get hasRoundGraph(): boolean {
+    return this.bundle.sessions.decode_round !== undefined;
+  }
+
+  /**
+   * One round in one call (onnx/decode_round.onnx): suffix prefill on `past`, detection, and the
+   * decode loop with the KV cache kept inside onnxruntime. Counts as one decoder run.
+   */
+  async round(input: RoundInput): Promise<RoundOutput> {
+    const session = this.bundle.sessions.decode_round;
+    if (session === undefined) throw new Error('this bundle has no onnx/decode_round.onnx');
+    const { batch } = input;
+    const suffix = input.suffixIds.length / batch;
+    const feeds: Record<string, ort.Tensor> = {
+      suffix_ids: new ort.Tensor('int64', input.suffixIds, [batch, suffix]),
+      attention_mask: new ort.Tensor('int64', input.attentionMask, [batch, input.attentionMask.length / batch]),
+      position_ids: new ort.Tensor('int64', input.positions, [3, batch, suffix]),
+      prefix_feature_sums: new ort.Tensor('float32', input.prefixFeatureSums, [this.featureLayers, this.hidden]),
+      feature_counts: new ort.Tensor('float32', input.featureCounts, [batch]),
+      next_positions: new ort.Tensor('int64', input.nextPositions, [batch]),
+      uniforms: new ort.Tensor('float32', input.uniforms, [batch, input.maxNewTokens]),
+      temperature: new ort.Tensor('float32', Float32Array.of(input.temperature), []),
+      top_p: new ort.Tensor('float32', Float32Array.of(input.topP), []),
+      eos_ids: new ort.Tensor('int64', BigInt64Array.from(input.eos.map(BigInt)), [input.eos.length]),
+      pad_id: new ort.Tensor('int64', BigInt64Array.of(BigInt(input.padId)), []),
+      max_new_tokens: new ort.Tensor('int64', BigInt64Array.of(BigInt(input.maxNewTokens)), []),
+    };
+    this.pastNames.forEach((name, i) => (feeds[name] = input.past.tensors[i]));
+    this.counters.decoderRuns++;
+    const out = await this.timed(() => session.run(feeds));
+    return {
+      detectionLogits: out.detection_logit.data as Float32Array,
+      steps: out.tokens.dims[0],
+      tokens: out.tokens.data as BigInt64Array,
+      entropies: out.entropies.data as Float32Array,
+      active: out.active.data as Uint8Array,
     };
   }
 
