@@ -202,6 +202,8 @@ def build(bundle: str) -> onnx.ModelProto:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="armor-serve models/tooling",
                               producer_version="1")
     model.ir_version = 8
+    # Shapes inside the Loop body let onnxruntime fold the decoder's shape arithmetic there too.
+    model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     onnx.checker.check_model(model)
     return model
 
