@@ -58,7 +58,8 @@ async function main(): Promise<void> {
   port.on('message', (msg: WorkerRequest) => {
     if (msg.type !== 'run') return;
     if (data.failpoint === 'hang-on-run') block();
-    if (data.failpoint === 'exit-on-run') setTimeout(() => process.exit(3), 1000);
+    // Dies once the episode is under way (its first graph call), whatever the engine's speed.
+    if (data.failpoint === 'exit-on-run') setImmediate(() => process.exit(3));
     const input: EpisodeInput = msg.input;
     const options: RefinementOptions = msg.options;
     const cancel = msg.cancel;
