@@ -42,6 +42,8 @@ export interface Config {
   maxMediaProcesses: number;
   /** auto: FFMPEG_PATH, else node-av when installed, else ffmpeg-static, else PATH. cli skips node-av; node-av requires it. */
   mediaDecoder: 'auto' | 'cli' | 'node-av';
+  /** Rounds in one call of onnx/decode_round.onnx: auto = on GPU providers, when the bundle has it. */
+  roundGraph: 'auto' | 'on' | 'off';
   /** A running episode this long past its deadline means its worker hangs: it is replaced. */
   watchdogGraceMs: number;
   workerBootTimeoutMs: number;
@@ -150,6 +152,7 @@ export function loadConfig(env: Env = process.env): Config {
     },
     maxMediaProcesses: int(env, 'ARMOR_MAX_MEDIA_PROCESSES', cores, 1, 256),
     mediaDecoder: oneOf(env, 'ARMOR_MEDIA_DECODER', 'auto', ['auto', 'cli', 'node-av'] as const),
+    roundGraph: oneOf(env, 'ARMOR_ROUND_GRAPH', 'auto', ['auto', 'on', 'off'] as const),
     watchdogGraceMs: int(env, 'ARMOR_WATCHDOG_GRACE_MS', 2000, 100, 600000),
     workerBootTimeoutMs: int(env, 'ARMOR_WORKER_BOOT_TIMEOUT_MS', 120000, 1000, 3600000),
     drainDelayMs: int(env, 'ARMOR_DRAIN_DELAY_MS', 0, 0, 600000),

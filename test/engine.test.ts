@@ -38,9 +38,13 @@ function stripTimes(r: EngineResult) {
 t.test('engine', async (t) => {
   const bundle = await loadBundle(BUNDLE_DIR);
   t.teardown(() => releaseBundle(bundle));
-  const engine = new ArmorEngine(bundle); // the default: each round in one call of onnx/decode_round.onnx
+  const engine = new ArmorEngine(bundle); // the default: rounds in one call only on GPU providers
   // The host decode loop, the reference: it checks deadlines and cancellation between decode steps.
   const hostLoop = new ArmorEngine(bundle, { prefixReuse: true, batching: true, inGraph: false });
+  // Each round in one call of onnx/decode_round.onnx.
+  const roundGraph = new ArmorEngine(bundle, { prefixReuse: true, batching: true, inGraph: true });
+  t.equal(engine.roundGraph, false, 'on the CPU provider the default keeps the host loop (cancellation between decode steps)');
+  t.equal(roundGraph.roundGraph, true);
   const base: RefinementOptions = { ...defaultOptions(bundle.manifest.refinement, 11), maxNewTokens: 12 };
 
   t.test('same seed and input give the same result; other seeds sample other explanations', async (t) => {
@@ -166,7 +170,7 @@ t.test('engine', async (t) => {
 
   t.test('in-graph rounds: one decode_round call per round; a cancel takes effect at the next round boundary', async (t) => {
     const before = snapshot();
-    const full = await engine.run(clip(), long);
+    const full = await roundGraph.run(clip(), long);
     t.equal(runs.decode_round - before.decode_round, full.rounds.length, 'one call per round');
     t.equal(runs.decoder_model_merged - before.decoder_model_merged, 1, 'the decoder graph ran once: the prefix prefill');
     t.same(full.runs, { ...full.runs, decoderRuns: full.rounds.length + 1, prefixDecoderRuns: 1 });
@@ -180,8 +184,18 @@ t.test('engine', async (t) => {
         return roundsAtCancel >= 0;
       },
     };
-    await t.rejects(engine.run(clip(), long, control), { code: 'client_closed', statusCode: 499 });
+    await t.rejects(roundGraph.run(clip(), long, control), { code: 'client_closed', statusCode: 499 });
     t.equal(runs.decode_round, roundsAtCancel, 'no round starts after the cancel');
+  });
+
+  t.test('in-graph rounds: a round that could not end by the deadline is not started', async (t) => {
+    // The clock jumps to 1000 once round 0 has run; the deadline, 1010, leaves less than a round.
+    const before = runs.decode_round;
+    const now = () => (runs.decode_round > before ? 1000 : 0);
+    const r = await roundGraph.run(clip(), { ...long, deadline: 1010 }, { cancelled: () => false, now });
+    t.equal(r.rounds.length, 1);
+    t.equal(r.stopReason, 'deadline');
+    t.equal(runs.decode_round - before, 1, 'round 1 never started');
   });
 
   t.test('a task carrying a special token is refused', async (t) => {

@@ -30,8 +30,13 @@ export interface EngineSwitches {
   prefixReuse: boolean;
   /** Run the M trajectories of a round as one batch (off = one at a time). */
   batching: boolean;
-  /** Run each round in one call of onnx/decode_round.onnx when the bundle has it (needs prefixReuse). */
-  inGraph?: boolean;
+  /**
+   * Run each round in one call of onnx/decode_round.onnx when the bundle has it (needs
+   * prefixReuse). 'gpu': only when the provider in use is a GPU one, where a host round trip
+   * per token costs most. A round in one call can only be cancelled or cut by the deadline
+   * between rounds, not between decode steps.
+   */
+  inGraph?: boolean | 'gpu';
 }
 
 class RoundAbandoned extends Error {}
@@ -54,12 +59,16 @@ export class ArmorEngine {
   private readonly model: ArmorModel;
   private readonly prompts: PromptBuilder;
   private readonly switches: EngineSwitches;
+  /** Rounds run in one call of onnx/decode_round.onnx (resolved from the switches, the bundle and the provider). */
+  readonly roundGraph: boolean;
 
-  constructor(bundle: LoadedBundle, switches: EngineSwitches = { prefixReuse: true, batching: true, inGraph: true }) {
+  constructor(bundle: LoadedBundle, switches: EngineSwitches = { prefixReuse: true, batching: true, inGraph: 'gpu' }) {
     this.bundle = bundle;
     this.model = new ArmorModel(bundle);
     this.prompts = new PromptBuilder(bundle.manifest, bundle.tokenizer);
     this.switches = switches;
+    const wanted = switches.inGraph === 'gpu' ? bundle.provider !== 'cpu' : switches.inGraph === true;
+    this.roundGraph = wanted && switches.prefixReuse && this.model.hasRoundGraph;
   }
 
   /**
@@ -112,8 +121,11 @@ export class ArmorEngine {
     const rounds: RoundTrace[] = [];
     let stopReason: StopReason = 'max_rounds';
     let best = Infinity;
+    let lastRoundMs = 0;
     for (let round = 0; round < options.maxRounds; round++) {
-      if (round > 0 && expired()) {
+      // A round in one call cannot stop half-way: start one only if it can end by the deadline.
+      const wouldOverrun = this.roundGraph && options.deadline !== undefined && now() + lastRoundMs > options.deadline;
+      if (round > 0 && (expired() || wouldOverrun)) {
         stopReason = 'deadline';
         break;
       }
@@ -129,7 +141,7 @@ export class ArmorEngine {
       const rows = [];
       try {
         for (const group of groups) {
-          const run = this.switches.inGraph && this.switches.prefixReuse && this.model.hasRoundGraph ? runGroupInGraph : runGroup;
+          const run = this.roundGraph ? runGroupInGraph : runGroup;
           const { results, timings: g } = await run(this.model, prefixState, group, {
             padId: manifest.tokens.pad,
             eos,
@@ -149,6 +161,7 @@ export class ArmorEngine {
         break;
       }
       const roundMs = performance.now() - roundStart;
+      lastRoundMs = roundMs;
       const candidates: Candidate[] = rows.map((row, m) => {
         const pFail = sigmoid(row.detectionLogit);
         const failure = pFail >= manifest.labels.threshold;

@@ -26,7 +26,7 @@ export interface Runtime {
 export async function startRuntime(
   config: Config,
   log: { info: (obj: object, msg: string) => void; warn: (obj: object, msg: string) => void },
-  switches: EngineSwitches = { prefixReuse: true, batching: true, inGraph: true },
+  switches: EngineSwitches = { prefixReuse: true, batching: true, inGraph: config.roundGraph === 'auto' ? 'gpu' : config.roundGraph === 'on' },
   failpoints?: PoolOptions['failpoints'],
 ): Promise<Runtime> {
   const tools = await resolveFfmpeg(process.env, { decoder: config.mediaDecoder, workers: config.maxMediaProcesses });
