@@ -23,6 +23,7 @@ t.test('bad values stop start-up with the variable named', async (t) => {
   t.throws(() => loadConfig({ ARMOR_PROVIDERS: 'cuda,tpu' }), { message: /ARMOR_PROVIDERS names tpu/ });
   t.throws(() => loadConfig({ ARMOR_WORKERS: '0' }), { message: /ARMOR_WORKERS=0/ });
   t.throws(() => loadConfig({ LOG_LEVEL: 'loud' }), { message: /LOG_LEVEL=loud/ });
+  t.throws(() => loadConfig({ ARMOR_ROUND_GRAPH: 'yes' }), { message: /ARMOR_ROUND_GRAPH=yes is invalid: expected one of auto, on, off/ });
   t.throws(() => loadConfig({ ARMOR_MAX_TRAJECTORIES: '9' }), { message: /ARMOR_MAX_TRAJECTORIES/ });
 });
 
