@@ -14,6 +14,12 @@ export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export interface Config {
   /** Who may call the API: API keys, or nobody checked ('none', loopback-only unless said explicitly). */
   auth: { mode: 'keys'; keys: ApiKey[] } | { mode: 'none'; explicit: boolean };
+  /**
+   * The cells that get their own `cell` label on armor_episodes_total: ARMOR_METRIC_CELLS plus
+   * the cells API keys are limited to. Any other cell_id counts as "other", so clients cannot
+   * add series; empty means every episode counts as "other".
+   */
+  metricCells: string[];
   /** Requests per minute per API key (per client address without keys), on the /v1 routes. */
   rateLimitPerMin: number;
   host: string;
@@ -118,10 +124,12 @@ export function loadConfig(env: Env = process.env): Config {
   const cores = os.availableParallelism();
   const requestTimeoutMs = int(env, 'ARMOR_REQUEST_TIMEOUT_MS', 60000, 100, 3600000);
   const auth = authConfig(env);
+  const metricCells = metricCellsConfig(env, auth);
   // Without keys the API is open, so by default it listens only where no one else can reach it.
   const host = env.HOST || (auth.mode === 'none' && !auth.explicit ? '127.0.0.1' : '0.0.0.0');
   return {
     auth,
+    metricCells,
     rateLimitPerMin: int(env, 'ARMOR_RATE_LIMIT_PER_MIN', 600, 1, 1000000),
     host,
     port: int(env, 'PORT', 8080, 0, 65535),
@@ -176,6 +184,16 @@ export function assertSafeExposure(config: Config): void {
   if (config.auth.mode === 'none' && !config.auth.explicit && !isLoopback(config.host)) {
     throw new ConfigError(`HOST=${config.host} would open the API to the network without API keys: set ARMOR_API_KEYS_FILE, or ARMOR_AUTH=none to allow it explicitly`);
   }
+}
+
+function metricCellsConfig(env: Env, auth: Config['auth']): string[] {
+  const listed = (env.ARMOR_METRIC_CELLS ?? '').split(',').map((c) => c.trim()).filter((c) => c !== '');
+  for (const c of listed) {
+    if (!/^[A-Za-z0-9._:-]{1,128}$/.test(c)) throw new ConfigError(`ARMOR_METRIC_CELLS names "${c}": expected cell ids (letters, digits, . _ : -)`);
+  }
+  if (listed.length > 2000) throw new ConfigError(`ARMOR_METRIC_CELLS lists ${listed.length} cells: at most 2000 (each is a time series per result)`);
+  const fromKeys = auth.mode === 'keys' ? auth.keys.flatMap((k) => k.cells ?? []) : [];
+  return [...new Set([...listed, ...fromKeys])].sort();
 }
 
 function authConfig(env: Env): Config['auth'] {

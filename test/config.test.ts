@@ -53,3 +53,9 @@ t.test('TensorRT settings come from ORT_TENSORRT_* and are checked at start-up',
   t.throws(() => loadConfig({ ORT_TENSORRT_FP16_ENABLE: 'true' }), { message: /ORT_TENSORRT_FP16_ENABLE=true is invalid/ });
   t.throws(() => loadConfig({ ORT_TENSORRT_MAX_WORKSPACE_SIZE: '4G' }), { message: /ORT_TENSORRT_MAX_WORKSPACE_SIZE=4G/ });
 });
+
+t.test('metric cells: the operator lists them (ARMOR_METRIC_CELLS), plus the cells of API keys', async (t) => {
+  t.same(loadConfig({}).metricCells, []);
+  t.same(loadConfig({ ARMOR_METRIC_CELLS: 'cell-2, cell-1,cell-2' }).metricCells, ['cell-1', 'cell-2']);
+  t.throws(() => loadConfig({ ARMOR_METRIC_CELLS: 'cell 1' }), { message: /ARMOR_METRIC_CELLS names "cell 1"/ });
+});

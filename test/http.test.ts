@@ -28,6 +28,7 @@ t.test('POST /v1/episodes', async (t) => {
     ARMOR_MAX_VIDEO_SECONDS: '8',
     ARMOR_MAX_VIDEO_WIDTH: '1920',
     ARMOR_MAX_VIDEO_HEIGHT: '1080',
+    ARMOR_METRIC_CELLS: 'cell-7,cell-8',
   });
   const app = await buildServer(config);
   await app.listen({ host: config.host, port: 0 });
@@ -197,8 +198,14 @@ t.test('POST /v1/episodes', async (t) => {
   t.test('readiness, metrics and the OpenAPI document', async (t) => {
     const ready = (await (await fetch(`${base}/readyz`)).json()) as Json;
     t.match(ready, { status: 'ready', provider: 'cpu', provider_settings: { requested: ['cpu'], device_id: 0, tensorrt: { fp16: false, engine_cache: { enabled: false } } }, model: { name: 'armor-tiny' }, ffmpeg: { version: /\d/, source: /^(FFMPEG_PATH|node-av|ffmpeg-static|PATH)$/, policy: /^(current|distribution-maintained)$/ } });
+    // A cell_id the operator did not list is counted, under "other": clients cannot add series.
+    for (const junk of ['junk-1', 'junk-2']) {
+      t.equal((await post({ video: await fixture('pick-h264.mp4'), task: 'pick the item into the tote', cell_id: junk, options: JSON.stringify({ trajectories: 1, max_rounds: 1, max_new_tokens: 2 }) })).status, 200);
+    }
     const metrics = await (await fetch(`${base}/metrics`)).text();
     t.match(metrics, /armor_episodes_total\{cell="cell-7",result="(failure|success)"\} 1/);
+    t.equal([...metrics.matchAll(/armor_episodes_total\{cell="other",result="\w+"\} (\d+)/g)].reduce((n, m) => n + Number(m[1]), 0), 2, 'unlisted cells count as "other"');
+    t.notMatch(metrics, /cell="junk-/);
     t.match(metrics, /armor_episode_errors_total\{code="media_too_long"\} 1/);
     t.match(metrics, /armor_episode_errors_total\{code="payload_too_large"\} 1/);
     t.notMatch(metrics, /armor_episode_errors_total\{code="internal_error"\}/, 'no client error is counted as internal');

@@ -97,6 +97,12 @@ async function app(fastify: FastifyInstance, opts: AppOptions): Promise<void> {
       }
     },
   });
+  // Shed requests never reach the episode route's own accounting: count them here.
+  fastify.addHook('onError', async (request, _reply, error) => {
+    if ((error as { code?: unknown }).code === 'overloaded' && request.method === 'POST' && request.routeOptions.url === '/v1/episodes') {
+      armor.metrics.observeError('overloaded');
+    }
+  });
   await fastify.register(healthRoutes);
   await fastify.register(docsRoutes);
   await fastify.register(episodeRoutes);

@@ -1,6 +1,7 @@
 // Prometheus metrics: base units, _total counters, no per-episode labels. Cells are a label
-// (the failure-rate alert is per cell) but their number is capped so a misbehaving client
-// cannot blow up the series count.
+// (the failure-rate alert is per cell), but only the cells the operator configured
+// (ARMOR_METRIC_CELLS, cells of API keys): any other cell_id is "other", so no client can add
+// series, and a configured cell never loses its label to junk ids.
 import client from 'prom-client';
 import type { EpisodeResponse } from '../pipeline/index.js';
 import type { EpisodeOutcome, StoreStats } from '../store/index.js';
@@ -24,11 +25,10 @@ export class ServiceMetrics {
   private readonly rounds: client.Histogram;
   private readonly stops: client.Counter<'reason'>;
   private readonly deliveries: client.Counter<'endpoint' | 'outcome'>;
-  private readonly cells = new Set<string>();
-  private readonly maxCells: number;
+  private readonly cells: ReadonlySet<string>;
 
-  constructor(sources: MetricsSources, maxCells = 500) {
-    this.maxCells = maxCells;
+  constructor(sources: MetricsSources, cells: readonly string[] = []) {
+    this.cells = new Set(cells);
     const registers = [this.registry];
     client.collectDefaultMetrics({ register: this.registry });
     this.episodes = new client.Counter({
@@ -108,10 +108,7 @@ export class ServiceMetrics {
 
   private cellLabel(cell: string | null): string {
     if (!cell) return 'unknown';
-    if (this.cells.has(cell)) return cell;
-    if (this.cells.size >= this.maxCells) return 'other';
-    this.cells.add(cell);
-    return cell;
+    return this.cells.has(cell) ? cell : 'other';
   }
 
   observeEpisode(result: EpisodeResponse): void {

@@ -63,7 +63,7 @@ export async function buildServer(config: Config, build: BuildOptions = {}): Pro
     model: { name: m.name, version: m.version },
     provider: () => runtime.pool.status.provider,
     storeStats: () => store.stats(),
-  });
+  }, config.metricCells);
   const dispatcher = new WebhookDispatcher(store, config.webhooks.endpoints, {
     owner,
     schedule: config.webhooks.schedule,
