@@ -42,7 +42,8 @@ export class ServiceMetrics {
       name: 'armor_stage_duration_seconds',
       help: 'Time spent per pipeline stage for one episode.',
       labelNames: ['stage'],
-      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      // 20 s is a boundary: ArmorSlowEpisodes reads le="20" exactly, without interpolation.
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60],
       registers,
     });
     this.rounds = new client.Histogram({
