@@ -83,6 +83,18 @@ def inline(b: Builder, graph: onnx.GraphProto, prefix: str, inputs: Dict[str, st
         b.nodes.append(n)
 
 
+def prune(nodes: List[onnx.NodeProto], outputs: List[str]) -> List[onnx.NodeProto]:
+    """Drops nodes nothing needed reads: inside the loop the step's armor_features (only the
+    prefill's feed the detection head) would otherwise be computed at every token."""
+    needed = set(outputs)
+    kept: List[onnx.NodeProto] = []
+    for node in reversed(nodes):
+        if any(o in needed for o in node.output):
+            kept.append(node)
+            needed.update(x for x in node.input if x)
+    return list(reversed(kept))
+
+
 def vinfo(name: str, dtype: int, shape) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, dtype, shape)
 
@@ -170,7 +182,7 @@ def build(bundle: str) -> onnx.ModelProto:
                 vinfo("pos_out", INT64, ["batch"]), vinfo("mask_out", INT64, ["batch", "total_next"])]
     body_out += [helper.make_value_info(f"{p}_out", past_type) for p in present_names]
     body_out += [vinfo("token_out", INT64, ["batch"]), vinfo("entropy_out", FLOAT, ["batch"]), vinfo("active_out", BOOL, ["batch"])]
-    body = helper.make_graph(s.nodes, "decode_step", body_in, body_out)
+    body = helper.make_graph(prune(s.nodes, [o.name for o in body_out]), "decode_step", body_in, body_out)
 
     # ---- the main graph: prefill, detection, the Loop ------------------------------------
     m = Builder("round/")
