@@ -74,12 +74,10 @@ export function suffixLayout(prefix: PrefixState, rows: readonly RowRequest[], p
   return { paddedIds, mask, positions, lastPosition };
 }
 
-export async function runGroup(
-  model: ArmorModel,
-  prefix: PrefixState,
-  rows: RowRequest[],
-  settings: GroupSettings,
-): Promise<{ results: RowResult[]; timings: GroupTimings }> {
+/** One round for a group of trajectories: the host loop below, or the in-graph round (round-graph.ts). */
+export type GroupRunner = (model: ArmorModel, prefix: PrefixState, rows: RowRequest[], settings: GroupSettings) => Promise<{ results: RowResult[]; timings: GroupTimings }>;
+
+export const runGroup: GroupRunner = async (model, prefix, rows, settings) => {
   settings.checkpoint();
   const batch = rows.length;
   const hidden = model.hidden;
@@ -156,5 +154,5 @@ export async function runGroup(
   }
   const t3 = performance.now();
   return { results, timings: { prefillMs: t1 - t0, detectionMs: t2 - t1, decodeMs: t3 - t2 } };
-}
+};
 

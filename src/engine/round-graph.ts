@@ -2,17 +2,10 @@
 // suffix prefill on the shared prefix cache, detection and the sampled decode loop all inside
 // onnxruntime, so the KV cache never leaves it. Same inputs and the same rule as runGroup
 // (generator.ts), which stays the reference: the graph samples in float32, the host in float64.
-import type { ArmorModel } from '../runtime/model.js';
-import type { PrefixState } from './prefix-cache.js';
 import { cacheForBatch } from './prefix-cache.js';
-import { suffixLayout, type GroupSettings, type GroupTimings, type RowRequest, type RowResult } from './generator.js';
+import { suffixLayout, type GroupRunner, type RowResult } from './generator.js';
 
-export async function runGroupInGraph(
-  model: ArmorModel,
-  prefix: PrefixState,
-  rows: RowRequest[],
-  settings: GroupSettings,
-): Promise<{ results: RowResult[]; timings: GroupTimings }> {
+export const runGroupInGraph: GroupRunner = async (model, prefix, rows, settings) => {
   settings.checkpoint();
   if (prefix.featureSums === undefined) throw new Error('the in-graph round needs the prefix cache');
   const batch = rows.length;
@@ -59,4 +52,4 @@ export async function runGroupInGraph(
   });
   // Prefill, detection and decoding are one call: its time is reported as decoding.
   return { results, timings: { prefillMs: 0, detectionMs: 0, decodeMs: performance.now() - t0 } };
-}
+};

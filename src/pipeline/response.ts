@@ -1,4 +1,5 @@
 // The episode result as the API, the CLI and the eval report it (snake_case JSON).
+import type { MediaMeta } from './media-stage.js';
 import type { Candidate, EngineResult, StopReason } from '../engine/types.js';
 
 export interface CandidateView {
@@ -26,16 +27,7 @@ export interface EpisodeResponse {
   selected: { trajectory: number; round: number; c: number };
   stop_reason: StopReason;
   rounds: { round: number; time_ms: number; min_c: number; candidates: CandidateView[] }[];
-  input: {
-    kind: 'video' | 'tiles';
-    frames: number;
-    width: number;
-    height: number;
-    duration_s: number | null;
-    sample_fps: number | null;
-    views: number | null;
-    vision_tokens: number;
-  };
+  input: MediaMeta & { vision_tokens: number };
   options: { trajectories: number; max_rounds: number; seed: number; temperature: number; top_p: number; max_new_tokens: number; deadline_ms: number | null };
   provider: string;
   timings: Record<string, number>;
