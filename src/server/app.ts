@@ -12,6 +12,7 @@ import type { Admission } from './admission.js';
 import type { ServiceMetrics } from './metrics.js';
 import authPlugin from './plugins/app/auth.js';
 import errorsPlugin from './plugins/app/errors.js';
+import openapi from './plugins/external/openapi.js';
 import docsRoutes from './routes/docs.js';
 import episodeRoutes from './routes/episodes.js';
 import healthRoutes from './routes/health.js';
@@ -75,6 +76,7 @@ async function app(fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   });
 
   await fastify.register(errorsPlugin);
+  await fastify.register(openapi); // before the routes, so it sees them
   await fastify.register(authPlugin, { config });
   await fastify.register(multipart, {
     limits: {

@@ -5,7 +5,7 @@ import type { EpisodeRecord } from '../../store/index.js';
 import { parseRequestOptions, PipelineError } from '../../pipeline/index.js';
 import { apiErrorCode, errorBody } from '../plugins/app/errors.js';
 import { Episode, EpisodeList, EpisodeListQuery, EpisodeParams, EpisodeResult, iso } from '../schemas/episode.js';
-import { ErrorBody } from '../schemas/errors.js';
+import { ERROR_CODES, errorResponses } from '../schemas/errors.js';
 import { withIngest } from '../ingest.js';
 import { checkCell, visibleCells } from '../plugins/app/auth.js';
 import { Admission } from '../admission.js';
@@ -58,7 +58,20 @@ export default async function episodeRoutes(app: FastifyInstance): Promise<void>
       schema: {
         summary: 'Analyse one pick episode (multipart: video or views, task, cell_id, episode_id, options)',
         consumes: ['multipart/form-data'],
-        response: { 200: EpisodeResult, 202: Episode, '4xx': ErrorBody, '5xx': ErrorBody },
+        response: {
+          200: EpisodeResult,
+          202: Episode,
+          ...errorResponses({
+            400: ERROR_CODES.badForm,
+            409: ['episode_id_conflict', 'episode_in_progress'],
+            413: ['payload_too_large'],
+            415: ['unsupported_content_type', 'unsupported_media'],
+            422: ['corrupt_media', 'media_too_long', 'media_resolution_too_large', 'media_too_many_frames', 'media_timeout'],
+            500: ['internal_error', 'engine_crashed', 'too_many_attempts'],
+            503: ['queue_full', 'no_engine_workers', 'engine_crashed', 'overloaded', 'shutting_down', 'media_unavailable'],
+            504: ['deadline_exceeded'],
+          }),
+        },
       },
       // Admission before a byte of the upload is read: refused at once when full.
       preHandler: async (request, reply) => {
@@ -134,7 +147,7 @@ export default async function episodeRoutes(app: FastifyInstance): Promise<void>
     '/v1/episodes/:id',
     {
       config: { scope: 'read', rateLimit: {} },
-      schema: { summary: 'One episode: its status, and its result or error', params: EpisodeParams, response: { 200: Episode, '4xx': ErrorBody, '5xx': ErrorBody } },
+      schema: { summary: 'One episode: its status, and its result or error', params: EpisodeParams, response: { 200: Episode, ...errorResponses({ 400: ERROR_CODES.badQuery, 404: ['episode_not_found'] }) } },
     },
     async (request, reply) => {
       const { id } = request.params as { id: string };
@@ -149,7 +162,7 @@ export default async function episodeRoutes(app: FastifyInstance): Promise<void>
     '/v1/episodes',
     {
       config: { scope: 'read', rateLimit: {} },
-      schema: { summary: 'Episodes, newest first, with cursor pagination', querystring: EpisodeListQuery, response: { 200: EpisodeList, '4xx': ErrorBody, '5xx': ErrorBody } },
+      schema: { summary: 'Episodes, newest first, with cursor pagination', querystring: EpisodeListQuery, response: { 200: EpisodeList, ...errorResponses({ 400: ERROR_CODES.badCursor }) } },
     },
     async (request) => {
       const q = request.query as { cell_id?: string; status?: EpisodeRecord['status']; since?: string; limit?: number; cursor?: string };

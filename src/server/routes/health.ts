@@ -3,6 +3,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { Config } from '../../config.js';
 import { errorBody } from '../plugins/app/errors.js';
+import { errorResponses } from '../schemas/errors.js';
+import { Health, Ready } from '../schemas/health.js';
 
 /** What each provider was configured with: the requested order, the device, TensorRT's ORT_TENSORRT_* settings. */
 function providerSettings(config: Config) {
@@ -24,9 +26,16 @@ function providerSettings(config: Config) {
 export default async function healthRoutes(app: FastifyInstance): Promise<void> {
   const { runtime, metrics } = app.armor;
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  const noAuth = { security: [] as Array<Record<string, string[]>> };
+  app.get('/healthz', { schema: { summary: 'Liveness: the process answers', ...noAuth, response: { 200: Health } } }, async () => ({ status: 'ok' as const }));
 
-  app.get('/readyz', async (request, reply) => {
+  app.get('/readyz', {
+    schema: {
+      summary: 'Readiness, with the bundle, the execution provider in use and its settings, the workers and the decoder',
+      ...noAuth,
+      response: { 200: Ready, ...errorResponses({ 503: ['shutting_down', 'no_engine_workers'] }, { open: true }) },
+    },
+  }, async (request, reply) => {
     if (app.armor.shuttingDown) return reply.code(503).send(errorBody('shutting_down', 'the server is shutting down'));
     if (runtime.pool.size === 0) return reply.code(503).send(errorBody('no_engine_workers', 'no engine worker is running'));
     const m = runtime.bundle.manifest;
@@ -41,7 +50,7 @@ export default async function healthRoutes(app: FastifyInstance): Promise<void> 
     };
   });
 
-  app.get('/metrics', async (request, reply) => {
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics (text exposition format)', ...noAuth } }, async (request, reply) => {
     reply.type(metrics.registry.contentType);
     return metrics.registry.metrics();
   });

@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { DeliveryRecord } from '../../store/index.js';
 import { errorBody } from '../plugins/app/errors.js';
-import { ErrorBody } from '../schemas/errors.js';
+import { ERROR_CODES, errorResponses } from '../schemas/errors.js';
 import { iso } from '../schemas/episode.js';
 import { Delivery, DeliveryList, DeliveryListQuery, EndpointList, IdParams } from '../schemas/webhooks.js';
 
@@ -32,11 +32,11 @@ function safeUrl(url: string): string {
 export default async function webhookRoutes(app: FastifyInstance): Promise<void> {
   const { episodes, config, dispatcher } = app.armor;
   const store = episodes.store;
-  const errors = { '4xx': ErrorBody, '5xx': ErrorBody };
+  const errors = errorResponses({});
 
   app.get(
     '/v1/webhook-deliveries',
-    { config: { scope: 'admin', rateLimit: {} }, schema: { summary: 'Webhook deliveries, newest first (filter by status, endpoint, episode)', querystring: DeliveryListQuery, response: { 200: DeliveryList, ...errors } } },
+    { config: { scope: 'admin', rateLimit: {} }, schema: { summary: 'Webhook deliveries, newest first (filter by status, endpoint, episode)', querystring: DeliveryListQuery, response: { 200: DeliveryList, ...errorResponses({ 400: ERROR_CODES.badCursor }) } } },
     async (request) => {
       const q = request.query as { status?: DeliveryRecord['status']; endpoint_id?: string; episode_id?: string; limit?: number; cursor?: string };
       const page = await store.listDeliveries({ status: q.status, endpointId: q.endpoint_id, episodeId: q.episode_id, limit: q.limit ?? 50, cursor: q.cursor });
@@ -46,7 +46,7 @@ export default async function webhookRoutes(app: FastifyInstance): Promise<void>
 
   app.post(
     '/v1/webhook-deliveries/:id/retry',
-    { config: { scope: 'admin', rateLimit: {} }, schema: { summary: 'Send a delivery again now (same webhook-id), with a fresh attempt budget', params: IdParams, response: { 202: Delivery, ...errors } } },
+    { config: { scope: 'admin', rateLimit: {} }, schema: { summary: 'Send a delivery again now (same webhook-id), with a fresh attempt budget', params: IdParams, response: { 202: Delivery, ...errorResponses({ 400: ERROR_CODES.badQuery, 404: ['delivery_not_found'], 409: ['already_delivered', 'delivery_in_flight', 'endpoint_disabled'] }) } } },
     async (request, reply) => {
       const { id } = request.params as { id: string };
       const found = await store.getDelivery(id);
@@ -75,7 +75,7 @@ export default async function webhookRoutes(app: FastifyInstance): Promise<void>
 
   app.post(
     '/v1/webhook-endpoints/:id/enable',
-    { config: { scope: 'admin', rateLimit: {} }, schema: { summary: 'Enable an endpoint that was disabled (after a 410 Gone)', params: IdParams, response: { 204: { type: 'null' }, ...errors } } },
+    { config: { scope: 'admin', rateLimit: {} }, schema: { summary: 'Enable an endpoint that was disabled (after a 410 Gone)', params: IdParams, response: { 204: { type: 'null' }, ...errorResponses({ 400: ERROR_CODES.badQuery, 404: ['endpoint_not_found'] }) } } },
     async (request, reply) => {
       const { id } = request.params as { id: string };
       if (!config.webhooks.endpoints.some((e) => e.id === id)) return reply.code(404).send(errorBody('endpoint_not_found', `no webhook endpoint ${id}`));
