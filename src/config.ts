@@ -191,6 +191,9 @@ function metricCellsConfig(env: Env, auth: Config['auth']): string[] {
   for (const c of listed) {
     if (!/^[A-Za-z0-9._:-]{1,128}$/.test(c)) throw new ConfigError(`ARMOR_METRIC_CELLS names "${c}": expected cell ids (letters, digits, . _ : -)`);
   }
+  for (const reserved of ['other', 'unknown']) {
+    if (listed.includes(reserved)) throw new ConfigError(`ARMOR_METRIC_CELLS names "${reserved}", which is the label of cells not listed (other) or not given (unknown)`);
+  }
   if (listed.length > 2000) throw new ConfigError(`ARMOR_METRIC_CELLS lists ${listed.length} cells: at most 2000 (each is a time series per result)`);
   const fromKeys = auth.mode === 'keys' ? auth.keys.flatMap((k) => k.cells ?? []) : [];
   return [...new Set([...listed, ...fromKeys])].sort();

@@ -58,4 +58,5 @@ t.test('metric cells: the operator lists them (ARMOR_METRIC_CELLS), plus the cel
   t.same(loadConfig({}).metricCells, []);
   t.same(loadConfig({ ARMOR_METRIC_CELLS: 'cell-2, cell-1,cell-2' }).metricCells, ['cell-1', 'cell-2']);
   t.throws(() => loadConfig({ ARMOR_METRIC_CELLS: 'cell 1' }), { message: /ARMOR_METRIC_CELLS names "cell 1"/ });
+  t.throws(() => loadConfig({ ARMOR_METRIC_CELLS: 'cell-1,other' }), { message: /ARMOR_METRIC_CELLS names "other"/ });
 });

@@ -69,6 +69,7 @@ for (const decoder of ['auto', 'cli']) t.test(`hostile and odd uploads (ARMOR_ME
     { name: 'options not JSON', parts: [video(media.h264), task, { name: 'options', value: '{seed:' }], status: 400, code: 'invalid_options' },
     { name: 'options an array', parts: [video(media.h264), task, { name: 'options', value: '[1,2]' }], status: 400, code: 'invalid_options' },
     { name: 'options out of range', parts: [video(media.h264), task, { name: 'options', value: '{"max_new_tokens": 1e9}' }], status: 400, code: 'invalid_options' },
+    { name: 'a temperature between greedy and 0.01', parts: [video(media.h264), task, { name: 'options', value: '{"temperature": 0.001}' }], status: 400, code: 'invalid_options' },
     { name: 'a prototype-polluting option', parts: [video(media.h264), task, { name: 'options', value: '{"__proto__": {"admin": true}}' }], status: 400, code: 'invalid_options' },
     { name: 'a filename with a path and a NUL', parts: [video(media.h264, '../../x\u0000.mp4'), task, options], status: 200 },
     { name: 'over the upload limit', parts: [{ name: 'video', bytes: new Uint8Array(4_000_001), filename: 'big.mp4' }, task], status: 413, code: 'payload_too_large' },

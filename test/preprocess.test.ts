@@ -106,3 +106,12 @@ t.test('the sampler makes the pinned choices on the golden vectors (ties, and LM
   batch.set(row, c.size);
   t.equal(sampleTopP(batch, c.size, c.size, c.temperature, c.topP, c.u), c.choice, 'row 1 of a batch');
 });
+
+t.test('top_p = 1 over a flat vocabulary takes the whole head once (no threshold loop), same choice as the plain rule', async (t) => {
+  const rng = Xoshiro128.forTrajectory(7, 0);
+  for (let trial = 0; trial < 50; trial++) {
+    const logits = new Float32Array(3000).map(() => rng.nextDouble());
+    const u = rng.nextDouble();
+    t.equal(sampleTopP(logits, 0, logits.length, 1, 1, u), plainTopP(logits, 1, 1, u), `trial ${trial}`);
+  }
+});

@@ -87,7 +87,8 @@ export function sampleTopP(logits: Float32Array, offset: number, size: number, t
       kept++;
       if (mass >= topP) break;
     }
-    if (mass >= topP || threshold === 0) break;
+    // Every candidate already in the head (top_p 1 whose sum rounds just below 1): lowering further changes nothing.
+    if (mass >= topP || threshold === 0 || k === n) break;
     threshold = threshold * THRESHOLD_STEP < Number.MIN_VALUE ? 0 : threshold * THRESHOLD_STEP;
   }
   const at = (rank: number): number => head[rank];

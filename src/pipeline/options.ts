@@ -58,6 +58,9 @@ export function parseRequestOptions(raw: string | undefined, caps: OptionCaps): 
   if (typeof data !== 'object' || data === null || Array.isArray(data)) throw bad('options must be a JSON object');
   const o = data as Record<string, unknown>;
   for (const key of Object.keys(o)) if (!KNOWN.has(key)) throw bad(`options.${key} is not a known option (${[...KNOWN].join(', ')})`);
+  // 0 is greedy; a positive temperature below 0.01 is greedy in all but name, and the in-graph
+  // round (float32) could not follow the host loop there.
+  if (typeof o.temperature === 'number' && o.temperature > 0 && o.temperature < 0.01) throw bad('options.temperature must be 0 (greedy) or from 0.01 to 2');
   return {
     trajectories: integer(o.trajectories, 'trajectories', 1, caps.maxTrajectories),
     max_rounds: integer(o.max_rounds, 'max_rounds', 1, caps.maxRounds),
