@@ -131,6 +131,8 @@ async function check(argv: string[]): Promise<number> {
         format_version: m.format_version,
         bytes: verified.bytes,
         provider: bundle.provider,
+        // The graphs opened and checked against the contract (decode_round when the bundle has it).
+        graphs: Object.keys(bundle.sessions).sort(),
         text: m.architecture.text,
         vision: m.architecture.vision,
         feature_layers: m.architecture.head.feature_layers,

@@ -42,6 +42,17 @@ t.test('analyze reports bad input with its error code and a non-zero exit', asyn
   t.match(config.stderr, /invalid_config: ARMOR_WORKERS=many/);
 });
 
+t.test('check verifies the bundle and lists the graphs it opened', async (t) => {
+  const r = await run(['check']);
+  t.equal(r.code, 0, r.stderr);
+  t.match(JSON.parse(r.stdout), {
+    ok: true,
+    name: 'armor-tiny',
+    provider: 'cpu',
+    graphs: ['decode_round', 'decoder_model_merged', 'detection_head', 'embed_tokens', 'vision_encoder'],
+  });
+});
+
 t.test('every subcommand answers --help', async (t) => {
   for (const command of ['serve', 'analyze', 'eval', 'check']) {
     const r = await run([command, '--help']);
