@@ -86,12 +86,21 @@ def inline(b: Builder, graph: onnx.GraphProto, prefix: str, inputs: Dict[str, st
 def prune(nodes: List[onnx.NodeProto], outputs: List[str]) -> List[onnx.NodeProto]:
     """Drops nodes nothing needed reads: inside the loop the step's armor_features (only the
     prefill's feed the detection head) would otherwise be computed at every token."""
+    def reads(node: onnx.NodeProto) -> List[str]:
+        # A node's inputs, and what its subgraphs (If branches) read from the enclosing scope.
+        names = [x for x in node.input if x]
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                for inner in attr.g.node:
+                    names.extend(reads(inner))
+        return names
+
     needed = set(outputs)
     kept: List[onnx.NodeProto] = []
     for node in reversed(nodes):
         if any(o in needed for o in node.output):
             kept.append(node)
-            needed.update(x for x in node.input if x)
+            needed.update(reads(node))
     return list(reversed(kept))
 
 
@@ -164,14 +173,26 @@ def build(bundle: str) -> onnx.ModelProto:
     pos3 = s.one("Unsqueeze", [pos, s.const([0, 2], INT64, "ax02")], "pos1")
     positions = s.one("Concat", [pos3, pos3, pos3], "positions", axis=0)
     ids = s.one("Unsqueeze", [nxt, one_axis], "ids")
-    inline(s, emb, "step_emb/", {"input_ids": ids}, {"inputs_embeds": "step_embeds"}, maps["emb"])
-    dec_in = {"inputs_embeds": "step_embeds", "attention_mask": mask, "position_ids": positions}
-    dec_in.update({p: f"{p}_in" for p in past_names})
-    dec_out = {"logits": "logits_out"}
-    dec_out.update({p: f"{p}_out" for p in present_names})
-    inline(s, dec, "step_dec/", dec_in, dec_out, maps["dec"])
     all_done = s.one("ReduceMin", [s.one("Cast", [done], to=INT64)], "all_done", keepdims=0)
     s.nodes.append(helper.make_node("Equal", [all_done, s.const(0, INT64, "zero_i")], ["cond_out"], name="step/cond"))
+    # The next token's logits are needed only if another step follows (as the host loop, which
+    # stops before decoding when every row is done or the last token was sampled).
+    more = s.one("Less", [s.one("Add", ["iter", s.const(1, INT64, "one_i")]), "max_new_tokens"], "more")
+    go = s.one("And", ["cond_out", more], "go")
+    then = Builder("then/")
+    inline(then, emb, "step_emb/", {"input_ids": ids}, {"inputs_embeds": "step_embeds"}, maps["emb"])
+    dec_in = {"inputs_embeds": "step_embeds", "attention_mask": mask, "position_ids": positions}
+    dec_in.update({p: f"{p}_in" for p in past_names})
+    dec_out = {"logits": "then_logits"}
+    dec_out.update({p: f"then_{p}" for p in present_names})
+    inline(then, dec, "step_dec/", dec_in, dec_out, maps["dec"])
+    branch_out = lambda prefix: [vinfo(f"{prefix}_logits", FLOAT, ["batch", "vocab"])] + [helper.make_value_info(f"{prefix}_{p}", past_type) for p in present_names]
+    then_graph = helper.make_graph(prune(then.nodes, [o.name for o in branch_out("then")]), "decode_next", [], branch_out("then"))
+    skip = [helper.make_node("Identity", ["logits_in"], ["else_logits"], name="else/logits")]
+    skip += [helper.make_node("Identity", [f"{p}_in"], [f"else_{q}"], name=f"else/{q}") for p, q in zip(past_names, present_names)]
+    else_graph = helper.make_graph(skip, "no_next", [], branch_out("else"))
+    s.nodes.append(helper.make_node("If", [go], ["logits_out"] + [f"{p}_out" for p in present_names], name="step/decode_next",
+                                    then_branch=then_graph, else_branch=else_graph))
     s.nodes.append(helper.make_node("Identity", [done], ["done_out"], name="step/done_out"))
     s.nodes.append(helper.make_node("Identity", [pos], ["pos_out"], name="step/pos_out"))
     s.nodes.append(helper.make_node("Identity", [mask], ["mask_out"], name="step/mask_out"))
