@@ -15,6 +15,8 @@ export interface DecodeOptions {
   rotation?: 0 | 90 | 180 | 270;
   /** The decoder refuses larger frames. Default 3840 x 2160. */
   maxPixels?: number;
+  /** From probeVideo: the container kind it sniffed (saves reading the file's head again). */
+  kind?: 'mp4' | 'webm' | 'matroska';
   timeoutMs: number;
   signal?: AbortSignal;
   maxStderrBytes?: number;
@@ -54,7 +56,7 @@ export function decodeArgs(kind: DecodableKind, file: string, o: Pick<DecodeOpti
 export async function decodeVideoFrames(tools: FfmpegTools, file: string, o: DecodeOptions): Promise<DecodedFrames> {
   checkGeometry(o.count, o.width, o.height);
   if (!(Number.isFinite(o.durationSec) && o.durationSec > 0)) throw new RangeError(`durationSec must be > 0, got ${o.durationSec}`);
-  const kind = await sniffFile(file);
+  const kind = o.kind ?? (await sniffFile(file));
   if (kind === 'unknown' || kind === 'jpeg' || kind === 'png') {
     throw new MediaError('unsupported_media', 'The file is not a video this service reads (MP4, WebM or Matroska).');
   }

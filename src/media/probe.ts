@@ -22,6 +22,8 @@ export interface VideoProbe {
   frameCount: number;
   /** Display rotation, degrees clockwise (width and height above are already swapped for 90/270). */
   rotation: 0 | 90 | 180 | 270;
+  /** The container kind sniffed from the magic number (pins the decoder's demuxer). */
+  kind: 'mp4' | 'webm' | 'matroska';
 }
 
 export interface ProbeLimits {
@@ -53,7 +55,7 @@ export async function probeVideo(file: string, limits: ProbeLimits, control: Run
   const onAbort = (): void => input.dispose();
   control.signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    const probe = await Promise.race([readProbe(input, limits), timeout]);
+    const probe = { ...(await Promise.race([readProbe(input, limits), timeout])), kind };
     checkLimits(probe, limits);
     return probe;
   } catch (err) {
@@ -75,7 +77,7 @@ export async function probeVideo(file: string, limits: ProbeLimits, control: Run
   }
 }
 
-async function readProbe(input: Input, limits: ProbeLimits): Promise<VideoProbe> {
+async function readProbe(input: Input, limits: ProbeLimits): Promise<Omit<VideoProbe, 'kind'>> {
   const format = await input.getFormat();
   const tracks = await input.getTracks();
   // A container without any track lost its index (moov at the end, cut off).

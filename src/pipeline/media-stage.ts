@@ -45,6 +45,7 @@ export async function loadEpisodeMedia(deps: MediaStageDeps, media: EpisodeMedia
       height: size.height,
       durationSec: probe.durationSec,
       rotation: probe.rotation,
+      kind: probe.kind,
       maxPixels: m.maxWidth * m.maxHeight,
       timeoutMs: m.timeoutMs,
       signal,
