@@ -5,23 +5,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { openStore, type KyselyStore, type NewEpisode } from '../src/store/index.js';
-import { stopTestCluster, testDatabase } from './support/postgres.js';
-
-type Opened = { store: KyselyStore; close: () => Promise<void> };
-
-async function sqlite(): Promise<Opened> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'armor-store-test-'));
-  const store = await openStore({ dataDir: dir });
-  return { store, close: async () => { await store.close(); await rm(dir, { recursive: true, force: true }); } };
-}
-
-async function postgres(): Promise<Opened | string> {
-  const db = await testDatabase();
-  if ('why' in db) return db.why;
-  const store = await openStore({ dataDir: '/nonexistent', databaseUrl: db.url });
-  return { store, close: async () => { await store.close(); await db.drop(); } };
-}
+import { openStore, type NewEpisode } from '../src/store/index.js';
+import { stopTestCluster } from './support/postgres.js';
+import { STORE_ENGINES } from './support/stores.js';
 
 function episode(id: string, extra: Partial<NewEpisode> = {}): NewEpisode {
   return {
@@ -39,7 +25,7 @@ function episode(id: string, extra: Partial<NewEpisode> = {}): NewEpisode {
 
 t.teardown(stopTestCluster);
 
-for (const [name, open] of [['sqlite', sqlite], ['postgres', postgres]] as const) {
+for (const [name, open] of STORE_ENGINES) {
   t.test(name, async (t) => {
     const opened = await open();
     if (typeof opened === 'string') {

@@ -7,21 +7,25 @@ import { Kysely, Migrator, PostgresDialect, SqliteDialect, type Migration } from
 import pg from 'pg';
 import { KyselyStore } from './kysely-store.js';
 import { initial } from './migrations/001_initial.js';
+import { labels } from './migrations/002_labels.js';
 import type { Database } from './schema.js';
 import type { Dialect, EpisodeStore } from './types.js';
 
-export { InvalidCursorError, KyselyStore } from './kysely-store.js';
+export { KyselyStore } from './kysely-store.js';
+export { episodeListQuery, InvalidCursorError } from './episode-rows.js';
 export type * from './types.js';
 
 export interface StoreLocation {
   /** SQLite file's directory (used when no databaseUrl). */
   dataDir: string;
   databaseUrl?: string;
+  /** How long finished episodes keep their media (0: removed when they finish). */
+  mediaRetentionMs?: number;
 }
 
 /** Versioned migrations; a new schema change is a new entry, never an edit of an old one. */
 function migrations(dialect: Dialect): Record<string, Migration> {
-  return { '001_initial': initial(dialect) };
+  return { '001_initial': initial(dialect), '002_labels': labels() };
 }
 
 async function migrate(db: Kysely<Database>, dialect: Dialect): Promise<void> {
@@ -68,7 +72,7 @@ export async function openStore(location: StoreLocation): Promise<KyselyStore> {
     await db.destroy();
     throw err;
   }
-  return new KyselyStore(db, dialect);
+  return new KyselyStore(db, dialect, { mediaRetentionMs: location.mediaRetentionMs });
 }
 
 export type { EpisodeStore };

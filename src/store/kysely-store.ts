@@ -2,6 +2,8 @@
 // one process) and PostgreSQL (several replicas; claims skip rows another replica locked).
 import { Kysely, sql, type Transaction } from 'kysely';
 import type { Database } from './schema.js';
+import * as review from './review-queries.js';
+import { decodeCursor, episodeListQuery, toEpisode, toPage } from './episode-rows.js';
 import type {
   AttemptOutcome,
   CreateOutcome,
@@ -13,66 +15,18 @@ import type {
   EpisodeOutcome,
   EpisodeRecord,
   EpisodeStore,
+  FailureRatePoint,
+  FailureRateQuery,
+  LabelRecord,
   MediaFile,
+  NewLabel,
   NewEpisode,
   OutboxMessage,
   Page,
   StoreStats,
 } from './types.js';
 
-type EpisodeRow = Database['episodes'];
 type Tx = Transaction<Database>;
-
-function encodeCursor(createdAt: number, id: string): string {
-  return Buffer.from(JSON.stringify([createdAt, id])).toString('base64url');
-}
-
-/** One page of newest-first rows fetched with limit + 1: the extra row says there is more. */
-function toPage<T extends { createdAt: number; id: string }>(rows: T[], limit: number): Page<T> {
-  const items = rows.slice(0, limit);
-  const last = items.at(-1);
-  return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.createdAt, last.id) : null };
-}
-
-export class InvalidCursorError extends Error {
-  readonly code = 'invalid_cursor';
-  readonly statusCode = 400;
-  constructor() {
-    super('cursor is not one this server returned');
-  }
-}
-
-function decodeCursor(cursor: string): [number, string] {
-  try {
-    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
-    if (Array.isArray(value) && Number.isSafeInteger(value[0]) && value[0] >= 0 && typeof value[1] === 'string') return [value[0] as number, value[1]];
-  } catch {
-    // fall through
-  }
-  throw new InvalidCursorError();
-}
-
-function toEpisode(row: EpisodeRow): EpisodeRecord {
-  return {
-    id: row.id,
-    cellId: row.cell_id,
-    task: row.task,
-    status: row.status,
-    mode: row.mode,
-    mediaSha256: row.media_sha256,
-    mediaKind: row.media_kind,
-    options: JSON.parse(row.options) as Record<string, unknown>,
-    result: row.result === null ? null : (JSON.parse(row.result) as unknown),
-    label: row.label,
-    error: row.error_code === null ? null : { code: row.error_code, message: row.error_message ?? '', status: row.error_status ?? 500 },
-    attempts: row.attempts,
-    leaseOwner: row.lease_owner,
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-    startedAt: row.started_at,
-    finishedAt: row.finished_at,
-  };
-}
 
 const DELIVERY_COLUMNS = [
   'd.id',
@@ -130,9 +84,18 @@ export class KyselyStore implements EpisodeStore {
   /** Milliseconds now; a test may move it. */
   now: () => number = Date.now;
 
-  constructor(db: Kysely<Database>, dialect: Dialect) {
+  /** How long a finished episode's media is kept (0: removed when it finishes). */
+  private readonly mediaRetentionMs: number;
+
+  constructor(db: Kysely<Database>, dialect: Dialect, options: { mediaRetentionMs?: number } = {}) {
     this.db = db;
     this.dialect = dialect;
+    this.mediaRetentionMs = options.mediaRetentionMs ?? 0;
+  }
+
+  /** Whether media is kept after an episode finishes: sync episodes' uploads are worth storing only then. */
+  get keepsMedia(): boolean {
+    return this.mediaRetentionMs > 0;
   }
 
   /** Postgres locks the claimed rows and skips those another replica holds; SQLite has one writer. */
@@ -156,6 +119,7 @@ export class KyselyStore implements EpisodeStore {
           options: JSON.stringify(e.options),
           result: null,
           label: null,
+          human_label: null,
           error_code: null,
           error_message: null,
           error_status: null,
@@ -189,15 +153,7 @@ export class KyselyStore implements EpisodeStore {
   }
 
   async listEpisodes(filter: EpisodeFilter): Promise<Page<EpisodeRecord>> {
-    let q = this.db.selectFrom('episodes').selectAll();
-    if (filter.cellIds !== undefined) q = q.where('cell_id', 'in', filter.cellIds);
-    if (filter.status !== undefined) q = q.where('status', '=', filter.status);
-    if (filter.since !== undefined) q = q.where('created_at', '>=', filter.since);
-    if (filter.cursor !== undefined) {
-      const [at, id] = decodeCursor(filter.cursor);
-      q = q.where((eb) => eb.or([eb('created_at', '<', at), eb.and([eb('created_at', '=', at), eb('id', '<', id)])]));
-    }
-    const rows = await q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(filter.limit + 1).execute();
+    const rows = await episodeListQuery(this.db, filter).execute();
     return toPage(rows.map(toEpisode), filter.limit);
   }
 
@@ -265,6 +221,26 @@ export class KyselyStore implements EpisodeStore {
     return rows.map((r) => ({ name: r.name, bytes: r.bytes }));
   }
 
+  hasMedia(id: string): Promise<boolean> {
+    return review.hasMedia(this.db, id);
+  }
+
+  expireMedia(finishedBefore: number): Promise<number> {
+    return review.expireMedia(this.db, finishedBefore);
+  }
+
+  addLabel(episodeId: string, label: NewLabel): Promise<LabelRecord | undefined> {
+    return review.addLabel(this.db, episodeId, label, this.now());
+  }
+
+  listLabels(episodeId: string): Promise<LabelRecord[]> {
+    return review.listLabels(this.db, episodeId);
+  }
+
+  failureRate(query: FailureRateQuery): Promise<FailureRatePoint[]> {
+    return review.failureRate(this.db, query);
+  }
+
   async finishEpisode(id: string, owner: string, outcome: EpisodeOutcome, messages: OutboxMessage[]): Promise<boolean> {
     const now = this.now();
     return this.db.transaction().execute(async (trx) => {
@@ -287,7 +263,7 @@ export class KyselyStore implements EpisodeStore {
         .where('status', '=', 'running')
         .executeTakeFirst();
       if (Number(done.numUpdatedRows) !== 1) return false;
-      await trx.deleteFrom('episode_media').where('episode_id', '=', id).execute();
+      if (!this.keepsMedia) await trx.deleteFrom('episode_media').where('episode_id', '=', id).execute();
       for (const message of messages) await this.insertMessage(trx, id, message, now);
       return true;
     });

@@ -18,6 +18,8 @@ export interface EpisodesTable {
   result: string | null;
   /** The detected label once succeeded, for filters. */
   label: string | null;
+  /** The latest operator label, for filters (null: none). */
+  human_label: string | null;
   error_code: string | null;
   error_message: string | null;
   error_status: number | null;
@@ -35,6 +37,18 @@ export interface EpisodeMediaTable {
   idx: number;
   name: string;
   bytes: Uint8Array;
+}
+
+export interface EpisodeLabelsTable {
+  id: string;
+  episode_id: string;
+  label: string;
+  failure_mode: string | null;
+  explanation: string | null;
+  by: string | null;
+  /** 1: the operator agreed with the model's label; 0: not; null: the episode had no answer. */
+  agreed: number | null;
+  created_at: number;
 }
 
 export interface WebhookMessagesTable {
@@ -71,6 +85,7 @@ export interface WebhookEndpointStateTable {
 export interface Database {
   episodes: EpisodesTable;
   episode_media: EpisodeMediaTable;
+  episode_labels: EpisodeLabelsTable;
   webhook_messages: WebhookMessagesTable;
   webhook_deliveries: WebhookDeliveriesTable;
   webhook_endpoint_state: WebhookEndpointStateTable;

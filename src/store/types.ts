@@ -21,6 +21,8 @@ export interface EpisodeRecord {
   options: Record<string, unknown>;
   result: unknown;
   label: string | null;
+  /** The latest operator label. */
+  humanLabel: 'failure' | 'success' | null;
   error: { code: string; message: string; status: number } | null;
   attempts: number;
   leaseOwner: string | null;
@@ -62,9 +64,45 @@ export interface EpisodeFilter {
   /** Any of these cells. */
   cellIds?: string[];
   status?: EpisodeStatus;
+  /** The model's label. */
+  label?: 'failure' | 'success';
+  /** The latest operator label, or whether there is one. */
+  humanLabel?: 'failure' | 'success' | 'any' | 'none';
   since?: number;
+  /** Created before this (epoch ms). */
+  until?: number;
   limit: number;
   cursor?: string;
+}
+
+export interface NewLabel {
+  label: 'failure' | 'success';
+  failureMode: string | null;
+  explanation: string | null;
+  by: string | null;
+}
+
+export interface LabelRecord extends NewLabel {
+  id: string;
+  episodeId: string;
+  /** Whether the operator agreed with the model's label; null when the episode had no answer. */
+  agreed: boolean | null;
+  createdAt: number;
+}
+
+export interface FailureRateQuery {
+  cellIds?: string[];
+  since: number;
+  until: number;
+  bucketMs: number;
+}
+
+/** Succeeded episodes of one cell in one time bucket, and how many the model called failed. */
+export interface FailureRatePoint {
+  cellId: string | null;
+  bucketStart: number;
+  episodes: number;
+  failures: number;
 }
 
 export interface Page<T> {
@@ -113,6 +151,8 @@ export interface StoreStats {
 
 export interface EpisodeStore {
   readonly dialect: Dialect;
+  /** Whether finished episodes keep their media (for review and export) until the retention ends. */
+  readonly keepsMedia: boolean;
   /** Inserts the episode unless its id exists; an existing one is returned as it is. */
   createEpisode(episode: NewEpisode): Promise<CreateOutcome>;
   getEpisode(id: string): Promise<EpisodeRecord | undefined>;
@@ -123,6 +163,15 @@ export interface EpisodeStore {
   /** Puts a claimed episode back in the queue; `refund` when it never ran (its claim is not counted). */
   releaseEpisode(id: string, owner: string, opts?: { refund: boolean }): Promise<void>;
   loadMedia(id: string): Promise<MediaFile[]>;
+  /** Whether the episode's upload is still stored (until the media retention ends). */
+  hasMedia(id: string): Promise<boolean>;
+  /** Removes the media of episodes that finished before this time; how many files went. */
+  expireMedia(finishedBefore: number): Promise<number>;
+  /** Records an operator label (and makes it the episode's latest); undefined without the episode. */
+  addLabel(episodeId: string, label: NewLabel): Promise<LabelRecord | undefined>;
+  /** An episode's labels, oldest first. */
+  listLabels(episodeId: string): Promise<LabelRecord[]>;
+  failureRate(query: FailureRateQuery): Promise<FailureRatePoint[]>;
   /**
    * Records the outcome and its webhook messages in one transaction, only while `owner`
    * still holds the claim; false when it does not (another replica took it over).

@@ -1,0 +1,27 @@
+// Operator labels on episodes, the latest of them on the episode for filters, and the
+// indexes the console's filters and the media retention sweep read.
+import type { Kysely, Migration } from 'kysely';
+
+export function labels(): Migration {
+  return {
+    async up(db: Kysely<unknown>) {
+      await db.schema.alterTable('episodes').addColumn('human_label', 'text').execute();
+      await db.schema
+        .createTable('episode_labels')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('episode_id', 'text', (c) => c.notNull().references('episodes.id').onDelete('cascade'))
+        .addColumn('label', 'text', (c) => c.notNull())
+        .addColumn('failure_mode', 'text')
+        .addColumn('explanation', 'text')
+        .addColumn('by', 'text')
+        // 1 or 0 against the model's answer; null when the episode has none (it failed).
+        .addColumn('agreed', 'integer')
+        .addColumn('created_at', 'bigint', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('episode_labels_episode').on('episode_labels').columns(['episode_id', 'created_at']).execute();
+      await db.schema.createIndex('episodes_label_created').on('episodes').columns(['label', 'created_at']).execute();
+      await db.schema.createIndex('episodes_human_label_created').on('episodes').columns(['human_label', 'created_at']).execute();
+      await db.schema.createIndex('episodes_finished').on('episodes').columns(['finished_at']).execute();
+    },
+  };
+}

@@ -1,0 +1,77 @@
+// What operators read and write about finished episodes: labels, the per-cell failure rate,
+// and the media kept for review and export until its retention ends.
+import { randomUUID } from 'node:crypto';
+import { sql, type Kysely } from 'kysely';
+import type { Database } from './schema.js';
+import type { FailureRatePoint, FailureRateQuery, LabelRecord, NewLabel } from './types.js';
+
+type LabelRow = Database['episode_labels'];
+
+function toLabel(row: LabelRow): LabelRecord {
+  return {
+    id: row.id,
+    episodeId: row.episode_id,
+    label: row.label as LabelRecord['label'],
+    failureMode: row.failure_mode,
+    explanation: row.explanation,
+    by: row.by,
+    agreed: row.agreed === null ? null : Number(row.agreed) === 1,
+    createdAt: row.created_at,
+  };
+}
+
+export async function addLabel(db: Kysely<Database>, episodeId: string, label: NewLabel, now: number): Promise<LabelRecord | undefined> {
+  return db.transaction().execute(async (trx) => {
+    const episode = await trx.selectFrom('episodes').select(['label']).where('id', '=', episodeId).executeTakeFirst();
+    if (!episode) return undefined;
+    const row: LabelRow = {
+      id: randomUUID(),
+      episode_id: episodeId,
+      label: label.label,
+      failure_mode: label.failureMode,
+      explanation: label.explanation,
+      by: label.by,
+      agreed: episode.label === null ? null : episode.label === label.label ? 1 : 0,
+      created_at: now,
+    };
+    await trx.insertInto('episode_labels').values(row).execute();
+    await trx.updateTable('episodes').set({ human_label: label.label }).where('id', '=', episodeId).execute();
+    return toLabel(row);
+  });
+}
+
+export async function listLabels(db: Kysely<Database>, episodeId: string): Promise<LabelRecord[]> {
+  const rows = await db.selectFrom('episode_labels').selectAll().where('episode_id', '=', episodeId).orderBy('created_at').orderBy('id').execute();
+  return rows.map(toLabel);
+}
+
+export async function failureRate(db: Kysely<Database>, q: FailureRateQuery): Promise<FailureRatePoint[]> {
+  // Integer division on both engines (BIGINT in Postgres, INTEGER in SQLite); the bucket is a
+  // validated integer, written as a literal so both planners see the same expression.
+  const bucket = sql<number>`(created_at / ${sql.lit(Math.trunc(q.bucketMs))})`;
+  let query = db
+    .selectFrom('episodes')
+    .select([
+      'cell_id',
+      bucket.as('bucket'),
+      sql<number>`count(*)`.as('episodes'),
+      sql<number>`sum(case when label = 'failure' then 1 else 0 end)`.as('failures'),
+    ])
+    .where('status', '=', 'succeeded')
+    .where('created_at', '>=', q.since)
+    .where('created_at', '<', q.until);
+  if (q.cellIds !== undefined) query = query.where('cell_id', 'in', q.cellIds);
+  const rows = await query.groupBy(['cell_id', bucket]).orderBy('cell_id').orderBy(bucket).execute();
+  return rows.map((r) => ({ cellId: r.cell_id, bucketStart: Number(r.bucket) * q.bucketMs, episodes: Number(r.episodes), failures: Number(r.failures) }));
+}
+
+export async function hasMedia(db: Kysely<Database>, episodeId: string): Promise<boolean> {
+  const row = await db.selectFrom('episode_media').select('idx').where('episode_id', '=', episodeId).limit(1).executeTakeFirst();
+  return row !== undefined;
+}
+
+export async function expireMedia(db: Kysely<Database>, finishedBefore: number): Promise<number> {
+  const expired = db.selectFrom('episodes').select('id').where('status', 'in', ['succeeded', 'failed']).where('finished_at', '<', finishedBefore);
+  const done = await db.deleteFrom('episode_media').where('episode_id', 'in', expired).executeTakeFirst();
+  return Number(done.numDeletedRows);
+}
