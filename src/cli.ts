@@ -16,6 +16,7 @@ Usage:
                                              analyse 2-8 camera views as one tiled image
   armor-serve eval --data DIR [--out DIR]    evaluate on a labelled set (DIR/manifest.jsonl)
   armor-serve check [BUNDLE_DIR]             verify a bundle (hashes, graphs, tokenizer) and print it
+  armor-serve export --out DIR               write stored episodes as a labelled set (media + manifest.jsonl)
 Options for analyze:
   --task TEXT          the pick task (required)
   --cell ID            cell id reported in the result
@@ -29,6 +30,12 @@ Options for eval:
   --seed N             base seed; episode i uses N + i (default 0)
   --limit N            only the first N episodes
   --concurrency N      episodes in flight (default: ARMOR_WORKERS)
+Options for export (reads the store of ARMOR_DATA_DIR or ARMOR_DATABASE_URL):
+  --out DIR            where the media files and manifest.jsonl go
+  --since T            only episodes created at or after T (RFC 3339 or epoch ms)
+  --cell ID            only this cell's episodes
+  --labelled-only      only episodes an operator labelled (otherwise the rest carry the
+                       model's label, marked label_source "model"; eval leaves those out)
 `;
 
 const stderrLog = {
@@ -146,6 +153,38 @@ async function check(argv: string[]): Promise<number> {
   return 0;
 }
 
+async function exportSet(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { out: { type: 'string' }, since: { type: 'string' }, cell: { type: 'string' }, 'labelled-only': { type: 'boolean', default: false } },
+  });
+  if (!values.out) {
+    process.stderr.write(USAGE);
+    return 2;
+  }
+  let since: number | undefined;
+  if (values.since !== undefined) {
+    since = /^\d+$/.test(values.since) ? Number(values.since) : Date.parse(values.since);
+    if (!Number.isSafeInteger(since)) throw new ConfigError(`--since ${values.since} is not an RFC 3339 time or epoch milliseconds`);
+  }
+  const config = loadConfig();
+  const { openStore } = await import('./store/index.js');
+  const { exportEpisodes } = await import('./jobs/index.js');
+  // Reading only: no claims are recovered, so a running server's work is left alone.
+  const store = await openStore(config.store);
+  try {
+    const out = path.resolve(values.out);
+    const summary = await exportEpisodes(store, { outDir: out, since, cellId: values.cell, labelledOnly: values['labelled-only'] });
+    process.stdout.write(
+      `exported ${summary.exported} episodes to ${out}/manifest.jsonl: ${summary.operatorLabelled} labelled by operators (${summary.dense} with an explanation), ` +
+        `${summary.exported - summary.operatorLabelled} with the model's label; ${summary.withoutMedia} left out, their media past ARMOR_MEDIA_RETENTION\n`,
+    );
+    return 0;
+  } finally {
+    await store.close();
+  }
+}
+
 async function main(): Promise<number> {
   const [command, ...rest] = process.argv.slice(2);
   if (rest.includes('--help') || rest.includes('-h')) {
@@ -164,6 +203,8 @@ async function main(): Promise<number> {
       return evaluate(rest);
     case 'check':
       return check(rest);
+    case 'export':
+      return exportSet(rest);
     case undefined:
     case '-h':
     case '--help':

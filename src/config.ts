@@ -65,6 +65,8 @@ export interface Config {
     pollMs: number;
     /** Runs of one async episode before it is failed (a worker crash or lost lease counts as a run). */
     maxAttempts: number;
+    /** How long a finished episode's upload is kept for the console and export (0: not kept). */
+    mediaRetentionMs: number;
   };
   webhooks: {
     endpoints: WebhookEndpoint[];
@@ -171,9 +173,23 @@ export function loadConfig(env: Env = process.env): Config {
       leaseMs: int(env, 'ARMOR_LEASE_MS', 30000, 500, 3600000),
       pollMs: int(env, 'ARMOR_POLL_MS', 500, 10, 60000),
       maxAttempts: int(env, 'ARMOR_MAX_ATTEMPTS', 3, 1, 100),
+      mediaRetentionMs: retention(env, 'ARMOR_MEDIA_RETENTION', '7d'),
     },
     webhooks: webhooks(env),
   };
+}
+
+const DAY_MS = 86_400_000;
+const RETENTION_UNITS: Record<string, number> = { m: 60_000, h: 3_600_000, d: DAY_MS };
+
+/** A retention such as 7d, 36h or 90m; 0 keeps nothing. At most a year. */
+function retention(env: NodeJS.ProcessEnv, name: string, fallback: string): number {
+  const raw = (env[name] || fallback).trim();
+  if (raw === '0') return 0;
+  const m = /^(\d+)(m|h|d)$/.exec(raw);
+  const ms = m ? Number(m[1]) * RETENTION_UNITS[m[2]] : NaN;
+  if (!(ms > 0 && ms <= 366 * DAY_MS)) throw new ConfigError(`${name} must be 0 or a duration such as 7d, 36h or 90m (at most 366d); got ${JSON.stringify(raw)}`);
+  return ms;
 }
 
 /**

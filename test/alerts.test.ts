@@ -72,3 +72,22 @@ t.test('the alert rules pass promtool check and their unit tests', async (t) => 
     t.not(broken.test, 0, `${alert} as ${why} fails the unit tests`);
   }
 });
+
+t.test('every Grafana dashboard query is valid PromQL (promtool)', async (t) => {
+  const version = await run('promtool', ['--version']).catch(() => undefined);
+  t.ok(version, 'promtool is installed');
+  if (!version) return;
+  const dashboard = JSON.parse(await readFile(path.join(ROOT, 'k8s', 'grafana-dashboard.json'), 'utf8')) as { panels: Array<{ title: string; targets?: Array<{ expr: string }> }> };
+  const exprs = dashboard.panels.flatMap((p) => (p.targets ?? []).map((target) => ({ panel: p.title, expr: target.expr })));
+  t.ok(exprs.some((e) => e.expr.includes('armor_labels_total')), 'operator disagreement is on the dashboard');
+  // Each query as a recording rule: promtool parses it exactly as Prometheus would.
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'armor-dashboard-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const groups = { groups: [{ name: 'dashboard', rules: exprs.map((e, i) => ({ record: `dashboard:query_${i}`, expr: e.expr })) }] };
+  await writeFile(path.join(dir, 'dashboard.rules.yaml'), YAML.stringify(groups));
+  const checked = await run('promtool', ['check', 'rules', 'dashboard.rules.yaml'], { cwd: dir }).then(
+    () => '',
+    (e: { stdout?: string; stderr?: string }) => `${e.stdout ?? ''}${e.stderr ?? ''}`,
+  );
+  t.equal(checked, '', `${exprs.length} queries parse`);
+});

@@ -89,7 +89,7 @@ t.test('start-up rules: keys file errors name the field; no keys means loopback 
   const cases: [string, unknown, RegExp][] = [
     ['not an array', { keys: [] }, /must be a non-empty JSON array/],
     ['plain key instead of hash', [{ ...good, sha256: 'k' }], /\[0\]\.sha256 must be 64 lower-case hex digits/],
-    ['unknown scope', [{ ...good, scopes: ['write'] }], /\[0\]\.scopes must be a non-empty array of submit, read, admin/],
+    ['unknown scope', [{ ...good, scopes: ['write'] }], /\[0\]\.scopes must be a non-empty array of submit, read, label, admin/],
     ['bad cells', [{ ...good, cells: [] }], /\[0\]\.cells must be a non-empty array/],
     ['duplicate id', [good, { ...good, sha256: hashKey('other') }], /\[1\]\.id a is used twice/],
     ['unknown field', [{ ...good, key: 'k' }], /\[0\]\.key is not a known field/],

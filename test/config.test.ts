@@ -27,6 +27,16 @@ t.test('bad values stop start-up with the variable named', async (t) => {
   t.throws(() => loadConfig({ ARMOR_MAX_TRAJECTORIES: '9' }), { message: /ARMOR_MAX_TRAJECTORIES/ });
 });
 
+t.test('media retention: days, hours or minutes; 0 keeps nothing; nonsense stops start-up', async (t) => {
+  t.equal(loadConfig({}).store.mediaRetentionMs, 7 * 86_400_000, 'a week by default');
+  t.equal(loadConfig({ ARMOR_MEDIA_RETENTION: '36h' }).store.mediaRetentionMs, 36 * 3_600_000);
+  t.equal(loadConfig({ ARMOR_MEDIA_RETENTION: '90m' }).store.mediaRetentionMs, 90 * 60_000);
+  t.equal(loadConfig({ ARMOR_MEDIA_RETENTION: '0' }).store.mediaRetentionMs, 0);
+  for (const bad of ['7', '1w', '-1d', '400d', '0d', '1.5d']) {
+    t.throws(() => loadConfig({ ARMOR_MEDIA_RETENTION: bad }), { message: /ARMOR_MEDIA_RETENTION must be 0 or a duration/ }, bad);
+  }
+});
+
 t.test('TensorRT settings come from ORT_TENSORRT_* and are checked at start-up', async (t) => {
   const none = loadConfig({}).tensorrt;
   t.match(none, { fp16: false, engineCache: { enabled: false, path: null }, timingCache: { enabled: false, path: null }, maxWorkspaceBytes: null });

@@ -29,6 +29,7 @@ t.test('the generated OpenAPI document', async (t) => {
   const served = [
     'POST /v1/episodes', 'GET /v1/episodes', 'GET /v1/episodes/{id}', 'GET /v1/webhook-deliveries', 'POST /v1/webhook-deliveries/{id}/retry',
     'GET /v1/webhook-endpoints', 'POST /v1/webhook-endpoints/{id}/enable', 'GET /healthz', 'GET /readyz', 'GET /metrics',
+    'POST /v1/episodes/{id}/labels', 'GET /v1/episodes/{id}/labels', 'GET /v1/episodes/{id}/frames', 'GET /v1/stats/failure-rate',
   ].sort();
   t.same(documented, served);
   for (const route of served) {
@@ -77,6 +78,22 @@ t.test('the generated OpenAPI document', async (t) => {
   await check('no such episode', 'GET', '/v1/episodes/{id}', await fetch(`${s.base}/v1/episodes/nope`), 404);
   await check('episodes', 'GET', '/v1/episodes', await fetch(`${s.base}/v1/episodes?limit=5`), 200);
   await check('a bad cursor', 'GET', '/v1/episodes', await fetch(`${s.base}/v1/episodes?cursor=%%%`), 400);
+  const label = (id: string, body: unknown) =>
+    fetch(`${s.base}/v1/episodes/${id}/labels`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  await check('a label', 'POST', '/v1/episodes/{id}/labels', await label('doc-1', { label: 'success', explanation: 'It landed in the tote.', by: 'ana' }), 201);
+  await check('a bad label', 'POST', '/v1/episodes/{id}/labels', await label('doc-1', { label: 'maybe' }), 400);
+  await check('a label for no episode', 'POST', '/v1/episodes/{id}/labels', await label('nope', { label: 'failure' }), 404);
+  const labelled = await check('one labelled episode', 'GET', '/v1/episodes/{id}', await fetch(`${s.base}/v1/episodes/doc-1`), 200);
+  t.match(labelled, { human_label: 'success', labels: [{ label: 'success', by: 'ana' }], media_available: true });
+  await check('labels', 'GET', '/v1/episodes/{id}/labels', await fetch(`${s.base}/v1/episodes/doc-1/labels`), 200);
+  await check('failure rate', 'GET', '/v1/stats/failure-rate', await fetch(`${s.base}/v1/stats/failure-rate?bucket_s=600`), 200);
+  await check('failure rate, too many buckets', 'GET', '/v1/stats/failure-rate', await fetch(`${s.base}/v1/stats/failure-rate?bucket_s=60&since=0`), 400);
+  await check('frames of no episode', 'GET', '/v1/episodes/{id}/frames', await fetch(`${s.base}/v1/episodes/nope/frames`), 404);
+  const frames = await fetch(`${s.base}/v1/episodes/doc-1/frames`);
+  t.equal(frames.status, 200);
+  t.equal(frames.headers.get('content-type'), 'image/png', 'the frames as documented');
+  t.ok(spec.paths['/v1/episodes/{id}/frames'].get.responses['200'], 'documented');
+  await frames.arrayBuffer();
   await check('deliveries', 'GET', '/v1/webhook-deliveries', await fetch(`${s.base}/v1/webhook-deliveries`), 200);
   await check('retry a missing delivery', 'POST', '/v1/webhook-deliveries/{id}/retry', await fetch(`${s.base}/v1/webhook-deliveries/nope/retry`, { method: 'POST' }), 404);
   await check('endpoints', 'GET', '/v1/webhook-endpoints', await fetch(`${s.base}/v1/webhook-endpoints`), 200);

@@ -11,6 +11,8 @@ export interface LabelledEpisode {
   failure: boolean;
   failureMode?: string;
   explanation?: string;
+  /** Who gave the label: an operator, or only the model (an export's unlabelled episodes); absent in generated sets. */
+  labelSource?: 'operator' | 'model';
 }
 
 export class DatasetError extends Error {
@@ -26,6 +28,7 @@ interface ManifestLine {
   label?: unknown;
   failure_mode?: unknown;
   explanation?: unknown;
+  label_source?: unknown;
 }
 
 export async function readDataset(dir: string, manifestName = 'manifest.jsonl'): Promise<LabelledEpisode[]> {
@@ -64,6 +67,7 @@ export async function readDataset(dir: string, manifestName = 'manifest.jsonl'):
       failure: line.label === 'failure',
       failureMode: typeof line.failure_mode === 'string' ? line.failure_mode : undefined,
       explanation: typeof line.explanation === 'string' && line.explanation.length > 0 ? line.explanation : undefined,
+      labelSource: line.label_source === 'operator' || line.label_source === 'model' ? line.label_source : undefined,
     });
   }
   if (episodes.length === 0) throw new DatasetError(`${manifestPath} lists no episodes`);

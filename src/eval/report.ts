@@ -28,6 +28,10 @@ export interface EvalReport {
   data: string;
   model: { name: string; version: string } | null;
   episodes: number;
+  /** Episodes an operator labelled (sets exported by armor-serve export). */
+  operator_labelled: number;
+  /** Listed in the manifest with only the model's label, and so not evaluated. */
+  skipped_model_labelled: number;
   analysed: number;
   errors: { id: string; code: string; message: string }[];
   detection: { accuracy: number; failure_precision: number; failure_recall: number; confusion: { tp: number; fp: number; tn: number; fn: number } };
@@ -65,7 +69,7 @@ function score(pairs: { episode: LabelledEpisode; answer: Answer }[]) {
   return { episodes: pairs.length, accuracy: pairs.length ? correct / pairs.length : NaN, rouge_l: meanOrNull(rouge) };
 }
 
-export function buildReport(data: string, outcomes: EpisodeOutcome[], options: Record<string, unknown>): EvalReport {
+export function buildReport(data: string, outcomes: EpisodeOutcome[], options: Record<string, unknown>, skippedModelLabelled = 0): EvalReport {
   const done = outcomes.filter((o): o is EpisodeOutcome & { result: EpisodeResponse } => o.result !== undefined);
   const answers = done.map((o) => ({ episode: o.episode, answer: { failure: o.result.detection.failure, explanation: o.result.explanation } }));
   const confusion = { tp: 0, fp: 0, tn: 0, fn: 0 };
@@ -95,6 +99,8 @@ export function buildReport(data: string, outcomes: EpisodeOutcome[], options: R
     data,
     model: done[0]?.result.model ?? null,
     episodes: outcomes.length,
+    operator_labelled: outcomes.filter((o) => o.episode.labelSource === 'operator').length,
+    skipped_model_labelled: skippedModelLabelled,
     analysed: done.length,
     errors: outcomes.filter((o) => o.error).map((o) => ({ id: o.episode.id, ...(o.error as { code: string; message: string }) })),
     detection: {
@@ -119,7 +125,9 @@ export function renderMarkdown(r: EvalReport): string {
   const lines = [
     `# Evaluation: ${r.model ? `${r.model.name} ${r.model.version}` : 'no model'} on ${r.data}`,
     '',
-    `${r.analysed} of ${r.episodes} episodes analysed${r.errors.length ? `, ${r.errors.length} failed (see JSON)` : ''}.`,
+    `${r.analysed} of ${r.episodes} episodes analysed${r.errors.length ? `, ${r.errors.length} failed (see JSON)` : ''}.` +
+      (r.operator_labelled ? ` ${r.operator_labelled} labelled by operators.` : '') +
+      (r.skipped_model_labelled ? ` ${r.skipped_model_labelled} carrying only the model's label were left out.` : ''),
     '',
     '| metric | value |',
     '|---|---|',

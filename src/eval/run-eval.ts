@@ -19,7 +19,10 @@ export interface EvalOptions {
 }
 
 export async function runEval(pipeline: EpisodePipeline, options: EvalOptions): Promise<{ report: EvalReport; files: { json: string; markdown: string } }> {
-  let episodes: LabelledEpisode[] = await readDataset(options.data);
+  const listed = await readDataset(options.data);
+  // The model's own answer is no reference: episodes an export labelled only with it are left out.
+  let episodes: LabelledEpisode[] = listed.filter((e) => e.labelSource !== 'model');
+  const skipped = listed.length - episodes.length;
   if (options.limit !== undefined) episodes = episodes.slice(0, options.limit);
   const outcomes: EpisodeOutcome[] = new Array(episodes.length);
   let next = 0;
@@ -46,7 +49,7 @@ export async function runEval(pipeline: EpisodePipeline, options: EvalOptions): 
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, options.concurrency) }, worker));
-  const report = buildReport(options.data, outcomes, { ...options.request, seed: options.request.seed ?? `${options.seed} + episode index` });
+  const report = buildReport(options.data, outcomes, { ...options.request, seed: options.request.seed ?? `${options.seed} + episode index` }, skipped);
   await mkdir(options.out, { recursive: true });
   const json = path.join(options.out, 'eval-report.json');
   const markdown = path.join(options.out, 'eval-report.md');

@@ -92,8 +92,9 @@ export class EpisodeService {
     const id = s.episodeId ?? randomUUID();
     const options: RequestOptions = { ...s.options, seed: s.options.seed ?? seedForEpisode(id) };
     const mediaSha256 = await hashMedia(s.media);
+    // Async episodes need their media to run; every episode keeps it for review and export while the store retains media.
     const media =
-      s.mode === 'async'
+      s.mode === 'async' || this.store.keepsMedia
         ? await Promise.all(mediaFiles(s.media).map(async (file) => ({ name: path.basename(file), bytes: await readFile(file) })))
         : null;
     const created = await this.store.createEpisode({

@@ -1,11 +1,10 @@
 // Runs asynchronous episodes: claims queued ones (or ones whose claim expired because their
 // replica died) from the store, writes their media to a temp dir, runs them through the
 // pipeline, and records the outcome. Claims are renewed while an episode runs.
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import path from 'node:path';
-import type { EpisodeMedia, RequestOptions } from '../pipeline/index.js';
+import type { RequestOptions } from '../pipeline/index.js';
 import type { EpisodeRecord, EpisodeStore } from '../store/index.js';
 import { errorOutcome, isFinalError, type EpisodeService } from './episodes.js';
+import { withStoredMedia } from './stored-media.js';
 
 /** Errors that mean the engine never took the episode. */
 const NOT_RUN = new Set(['queue_full', 'no_engine_workers', 'shutting_down']);
@@ -105,21 +104,16 @@ export class EpisodeRunner {
       await this.service.finish(episode, { status: 'failed', error: { code: 'too_many_attempts', message: `the episode was started ${episode.attempts - 1} times without finishing`, status: 500 } });
       return;
     }
-    const dir = await mkdir(this.o.tmpDir, { recursive: true }).then(() => mkdtemp(path.join(this.o.tmpDir, 'episode-')));
     try {
-      const files = await this.store.loadMedia(episode.id);
-      if (files.length === 0) {
+      const ran = await withStoredMedia(this.store, episode, this.o.tmpDir, async (media) => {
+        if (!media) return false;
+        await this.service.run(episode, media, episode.options as RequestOptions, signal);
+        return true;
+      });
+      if (!ran) {
         await this.service.finish(episode, { status: 'failed', error: { code: 'media_lost', message: 'the episode media is no longer stored', status: 500 } });
         return;
       }
-      const paths: string[] = [];
-      for (const [i, f] of files.entries()) {
-        const file = path.join(dir, `${i}-${f.name.replace(/[^A-Za-z0-9._-]/g, '_')}`);
-        await writeFile(file, f.bytes);
-        paths.push(file);
-      }
-      const media: EpisodeMedia = episode.mediaKind === 'video' ? { kind: 'video', file: paths[0] } : { kind: 'tiles', files: paths };
-      await this.service.run(episode, media, episode.options as RequestOptions, signal);
       this.o.log.info({ episode_id: episode.id, attempt: episode.attempts }, 'async episode finished');
     } catch (err) {
       const e = err as Error & { statusCode?: number; code?: string };
@@ -139,8 +133,6 @@ export class EpisodeRunner {
       this.o.log.warn({ episode_id: episode.id, attempt: episode.attempts, code: e.code, err: e.message }, 'async episode put back in the queue');
       this.backoffUntil = Date.now() + this.o.pollMs * 4;
       await this.store.releaseEpisode(episode.id, this.service.owner);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
     }
   }
 

@@ -7,3 +7,4 @@ export { decodeVideoFrames, decodeArgs, type DecodeOptions, type DecodedFrames }
 export { decodeImage, composeTiles, tileGrid, type ImageOptions, type TiledImage } from './images.js';
 export { sniffMedia, sniffFile, SNIFF_BYTES, type MediaKind } from './sniff.js';
 export { runProcess, RunError, type RunOptions, type RunResult, type RunFailure } from './run.js';
+export { encodePng, contactSheet, type ContactSheet } from './png.js';

@@ -2,7 +2,7 @@
 // CLI and the eval all go through here.
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config.js';
-import { MediaError, type FfmpegTools } from '../media/index.js';
+import { contactSheet, encodePng, MediaError, type FfmpegTools } from '../media/index.js';
 import type { ArmorManifest } from '../runtime/manifest.js';
 import type { ArmorTokenizer } from '../runtime/tokenizer.js';
 import { unavailable, type EnginePool } from './engine-pool.js';
@@ -111,6 +111,23 @@ export class EpisodePipeline {
       },
       { media_ms: mediaMs, queue_ms: result.queueMs, engine_ms: result.timings.total_ms, total_ms: performance.now() - started },
     );
+  }
+
+  /**
+   * The frames the model sees for this media, as one PNG: the sampled video frames in order,
+   * or the tile grid of the views. The same decode as an analysis (pixel parity), so an
+   * operator sees what the model saw; it waits for a media slot like any episode.
+   */
+  async framesPng(media: EpisodeMedia, signal?: AbortSignal): Promise<{ png: Buffer; frames: number; width: number; height: number; columns: number }> {
+    const release = await this.mediaSlots.acquire(signal ?? AbortSignal.timeout(this.config.media.timeoutMs));
+    let loaded: LoadedMedia;
+    try {
+      loaded = await this.loadMedia(media, '', signal);
+    } finally {
+      release();
+    }
+    const sheet = contactSheet(loaded.input.frames);
+    return { png: encodePng(sheet.rgb, sheet.width, sheet.height), frames: loaded.input.frames.count, width: sheet.width, height: sheet.height, columns: sheet.columns };
   }
 
   private loadMedia(media: EpisodeMedia, task: string, signal?: AbortSignal): Promise<LoadedMedia> {

@@ -2,7 +2,7 @@
 // scopes and optionally the cells it may touch. Parsed and validated at start-up.
 import { createHash } from 'node:crypto';
 
-export const SCOPES = ['submit', 'read', 'admin'] as const;
+export const SCOPES = ['submit', 'read', 'label', 'admin'] as const;
 export type Scope = (typeof SCOPES)[number];
 
 export interface ApiKey {

@@ -5,7 +5,7 @@ import underPressure from '@fastify/under-pressure';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Config } from '../config.js';
-import type { EpisodeService } from '../jobs/index.js';
+import type { EpisodeReview, EpisodeService } from '../jobs/index.js';
 import type { EpisodePipeline, Runtime } from '../pipeline/index.js';
 import type { WebhookDispatcher } from '../webhooks/index.js';
 import type { Admission } from './admission.js';
@@ -13,9 +13,11 @@ import type { ServiceMetrics } from './metrics.js';
 import authPlugin from './plugins/app/auth.js';
 import errorsPlugin from './plugins/app/errors.js';
 import openapi from './plugins/external/openapi.js';
+import consoleRoutes from './routes/console.js';
 import docsRoutes from './routes/docs.js';
 import episodeRoutes from './routes/episodes.js';
 import healthRoutes from './routes/health.js';
+import reviewRoutes from './routes/review.js';
 import webhookRoutes from './routes/webhooks.js';
 
 export interface ArmorContext {
@@ -24,6 +26,7 @@ export interface ArmorContext {
   pipeline: EpisodePipeline;
   metrics: ServiceMetrics;
   episodes: EpisodeService;
+  review: EpisodeReview;
   dispatcher: WebhookDispatcher;
   /** Set by the episodes routes: POSTs in flight against their capacity. */
   admission?: Admission;
@@ -43,13 +46,14 @@ export interface AppOptions {
   runtime: Runtime;
   metrics: ServiceMetrics;
   episodes: EpisodeService;
+  review: EpisodeReview;
   dispatcher: WebhookDispatcher;
   /** Stops claiming async episodes. */
   pauseRunner: () => void;
 }
 
 async function app(fastify: FastifyInstance, opts: AppOptions): Promise<void> {
-  const { config, runtime, metrics, episodes, dispatcher } = opts;
+  const { config, runtime, metrics, episodes, review, dispatcher } = opts;
   const m = runtime.bundle.manifest;
   const armor: ArmorContext = {
     config,
@@ -57,6 +61,7 @@ async function app(fastify: FastifyInstance, opts: AppOptions): Promise<void> {
     pipeline: runtime.pipeline,
     metrics,
     episodes,
+    review,
     dispatcher,
     shuttingDown: false,
     beginDrain: () => {
@@ -108,7 +113,9 @@ async function app(fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(healthRoutes);
   await fastify.register(docsRoutes);
   await fastify.register(episodeRoutes);
+  await fastify.register(reviewRoutes);
   await fastify.register(webhookRoutes);
+  await fastify.register(consoleRoutes);
 }
 
 // Not encapsulated, so the server entry, health checks and tests see `fastify.armor`.

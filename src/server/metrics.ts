@@ -25,6 +25,7 @@ export class ServiceMetrics {
   private readonly rounds: client.Histogram;
   private readonly stops: client.Counter<'reason'>;
   private readonly deliveries: client.Counter<'endpoint' | 'outcome'>;
+  private readonly labels: client.Counter<'agreed'>;
   private readonly cells: ReadonlySet<string>;
 
   constructor(sources: MetricsSources, cells: readonly string[] = []) {
@@ -59,6 +60,14 @@ export class ServiceMetrics {
       labelNames: ['endpoint', 'outcome'],
       registers,
     });
+    this.labels = new client.Counter({
+      name: 'armor_labels_total',
+      help: "Operator labels recorded, by whether they agreed with the model's label.",
+      labelNames: ['agreed'],
+      registers,
+    });
+    // Both series exist from the start, so a disagreement ratio is defined before the first label.
+    for (const agreed of ['true', 'false']) this.labels.inc({ agreed }, 0);
     // One store query per scrape serves the three store gauges.
     let pending: Promise<StoreStats> | undefined;
     const stats = () => {
@@ -140,6 +149,10 @@ export class ServiceMetrics {
   observeOutcome(episode: { mode: 'sync' | 'async' }, outcome: EpisodeOutcome): void {
     if (outcome.status === 'succeeded') this.observeEpisode(outcome.result as EpisodeResponse);
     else if (episode.mode === 'async') this.observeError(outcome.error.code);
+  }
+
+  observeLabel(agreed: boolean): void {
+    this.labels.inc({ agreed: String(agreed) });
   }
 
   observeDelivery(endpoint: string, outcome: string): void {

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import closeWithGrace from 'close-with-grace';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { assertSafeExposure, type Config } from '../config.js';
-import { EpisodeRunner, EpisodeService } from '../jobs/index.js';
+import { EpisodeReview, EpisodeRunner, EpisodeService, MediaRetention } from '../jobs/index.js';
 import { startRuntime } from '../pipeline/index.js';
 import type { PoolOptions } from '../pipeline/engine-pool.js';
 import { openStore } from '../store/index.js';
@@ -91,7 +91,15 @@ export async function buildServer(config: Config, build: BuildOptions = {}): Pro
     hasCapacity: () => runtime.pool.hasCapacity,
     log: fastify.log,
   });
+  const review = new EpisodeReview(store, runtime.pipeline, {
+    tmpDir: config.tmpDir,
+    onLabel: (label) => {
+      if (label.agreed !== null) metrics.observeLabel(label.agreed);
+    },
+  });
+  const retention = new MediaRetention(store, config.store.mediaRetentionMs, fastify.log);
   fastify.addHook('onClose', async () => {
+    retention.stop();
     // Async episodes still running are cancelled (they stop within a decode step) and put back
     // in the queue before the workers go.
     runner.stop();
@@ -103,9 +111,10 @@ export async function buildServer(config: Config, build: BuildOptions = {}): Pro
   fastify.addHook('onReady', async () => {
     runner.start();
     dispatcher.start();
+    retention.start();
   });
   try {
-    await fastify.register(app, { config, runtime, metrics, episodes, dispatcher, pauseRunner: () => runner.pause() });
+    await fastify.register(app, { config, runtime, metrics, episodes, review, dispatcher, pauseRunner: () => runner.pause() });
     await fastify.ready();
   } catch (err) {
     await fastify.close();

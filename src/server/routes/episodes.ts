@@ -9,6 +9,8 @@ import { ERROR_CODES, errorResponses } from '../schemas/errors.js';
 import { withIngest } from '../ingest.js';
 import { checkCell, visibleCells } from '../plugins/app/auth.js';
 import { Admission } from '../admission.js';
+import { labelView } from './review.js';
+import { parseTime } from './time.js';
 import { unavailable } from '../../pipeline/engine-pool.js';
 
 export function episodeView(e: EpisodeRecord) {
@@ -20,6 +22,7 @@ export function episodeView(e: EpisodeRecord) {
     task: e.task,
     media_sha256: e.mediaSha256,
     label: e.label,
+    human_label: e.humanLabel,
     attempts: e.attempts,
     created_at: iso(e.createdAt) as string,
     updated_at: iso(e.updatedAt) as string,
@@ -34,13 +37,6 @@ export function episodeView(e: EpisodeRecord) {
 export function prefersAsync(header: string | string[] | undefined): boolean {
   const values = Array.isArray(header) ? header : header ? [header] : [];
   return values.some((v) => v.split(',').some((p) => p.split(/[;=]/)[0].trim().toLowerCase() === 'respond-async'));
-}
-
-function parseSince(raw: string | undefined): number | undefined {
-  if (raw === undefined) return undefined;
-  const ms = /^\d+$/.test(raw) ? Number(raw) : Date.parse(raw);
-  if (!Number.isSafeInteger(ms) || ms < 0) throw new PipelineError('invalid_request', 'since must be an RFC 3339 time or epoch milliseconds', 400);
-  return ms;
 }
 
 export default async function episodeRoutes(app: FastifyInstance): Promise<void> {
@@ -154,7 +150,8 @@ export default async function episodeRoutes(app: FastifyInstance): Promise<void>
       const found = await episodes.store.getEpisode(id);
       if (!found) return reply.code(404).send(errorBody('episode_not_found', `no episode ${id}`));
       checkCell(request, found.cellId);
-      return episodeView(found);
+      const [labels, mediaAvailable] = await Promise.all([episodes.store.listLabels(found.id), episodes.store.hasMedia(found.id)]);
+      return { ...episodeView(found), labels: labels.map(labelView), media_available: mediaAvailable };
     },
   );
 
@@ -165,9 +162,27 @@ export default async function episodeRoutes(app: FastifyInstance): Promise<void>
       schema: { summary: 'Episodes, newest first, with cursor pagination', querystring: EpisodeListQuery, response: { 200: EpisodeList, ...errorResponses({ 400: ERROR_CODES.badCursor }) } },
     },
     async (request) => {
-      const q = request.query as { cell_id?: string; status?: EpisodeRecord['status']; since?: string; limit?: number; cursor?: string };
+      const q = request.query as {
+        cell_id?: string;
+        status?: EpisodeRecord['status'];
+        label?: 'failure' | 'success';
+        human_label?: 'failure' | 'success' | 'any' | 'none';
+        since?: string;
+        until?: string;
+        limit?: number;
+        cursor?: string;
+      };
       const cellIds = visibleCells(request, q.cell_id);
-      const page = await episodes.store.listEpisodes({ cellIds, status: q.status, since: parseSince(q.since), limit: q.limit ?? 50, cursor: q.cursor });
+      const page = await episodes.store.listEpisodes({
+        cellIds,
+        status: q.status,
+        label: q.label,
+        humanLabel: q.human_label,
+        since: parseTime(q.since, 'since'),
+        until: parseTime(q.until, 'until'),
+        limit: q.limit ?? 50,
+        cursor: q.cursor,
+      });
       return { items: page.items.map(episodeView), next_cursor: page.nextCursor };
     },
   );

@@ -64,6 +64,35 @@ export const EpisodeParams = Type.Object({ id: Type.String({ pattern: '^[A-Za-z0
 
 const Timestamp = Type.String({ format: 'date-time' });
 
+const FAILURE_OR_SUCCESS = Type.Union([Type.Literal('failure'), Type.Literal('success')]);
+
+/** An operator's label on an episode. */
+export const Label = Type.Object(
+  {
+    id: Type.String(),
+    episode_id: Type.String(),
+    label: FAILURE_OR_SUCCESS,
+    failure_mode: Nullable(Type.String()),
+    explanation: Nullable(Type.String()),
+    by: Nullable(Type.String()),
+    agreed: Nullable(Type.Boolean({ description: "Whether the label is the model's" })),
+    created_at: Timestamp,
+  },
+  { $id: 'Label' },
+);
+
+export const NewLabelBody = Type.Object(
+  {
+    label: FAILURE_OR_SUCCESS,
+    failure_mode: Type.Optional(Type.String({ pattern: '^[a-z][a-z0-9_]{0,63}$', description: 'e.g. grasp_miss, drop_in_transit, wrong_item (see models/data)' })),
+    explanation: Type.Optional(Type.String({ minLength: 1, maxLength: 2000, description: 'What happened, in words: makes the episode a dense training example' })),
+    by: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'Who labelled it' })),
+  },
+  { additionalProperties: false },
+);
+
+export const LabelList = Type.Object({ items: Type.Array(Label) });
+
 /** An episode as stored: its status, and its result or error once it has one. */
 export const Episode = Type.Object(
   {
@@ -73,7 +102,8 @@ export const Episode = Type.Object(
     cell_id: Nullable(Type.String()),
     task: Type.String(),
     media_sha256: Type.String(),
-    label: Nullable(Type.String()),
+    label: Nullable(Type.String({ description: "The model's label once succeeded" })),
+    human_label: Nullable(Type.String({ description: 'The latest operator label, if any' })),
     attempts: Type.Integer({ description: 'Runs started for this episode (more than 1 after a crash or a lost claim).' }),
     created_at: Timestamp,
     updated_at: Timestamp,
@@ -81,6 +111,8 @@ export const Episode = Type.Object(
     finished_at: Nullable(Timestamp),
     result: Type.Optional(EpisodeResult),
     error: Type.Optional(Type.Object({ code: Type.String(), message: Type.String() })),
+    labels: Type.Optional(Type.Array(Label, { description: 'Operator labels, oldest first (on GET of one episode)' })),
+    media_available: Type.Optional(Type.Boolean({ description: 'Whether the upload is still stored (frames, export); on GET of one episode' })),
   },
   { $id: 'Episode' },
 );
@@ -94,7 +126,12 @@ export const EpisodeListQuery = Type.Object(
   {
     cell_id: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._:-]{1,128}$' })),
     status: Type.Optional(Type.Union([Type.Literal('queued'), Type.Literal('running'), Type.Literal('succeeded'), Type.Literal('failed')])),
+    label: Type.Optional(Type.Union([Type.Literal('failure'), Type.Literal('success')], { description: "The model's label" })),
+    human_label: Type.Optional(
+      Type.Union([Type.Literal('failure'), Type.Literal('success'), Type.Literal('any'), Type.Literal('none')], { description: 'The latest operator label; any: labelled; none: not labelled' }),
+    ),
     since: Type.Optional(Type.String({ description: 'Only episodes created at or after this time (RFC 3339 or epoch milliseconds).' })),
+    until: Type.Optional(Type.String({ description: 'Only episodes created before this time (RFC 3339 or epoch milliseconds).' })),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50 })),
     cursor: Type.Optional(Type.String({ maxLength: 512 })),
   },

@@ -19,8 +19,14 @@ export function labels(): Migration {
         .addColumn('created_at', 'bigint', (c) => c.notNull())
         .execute();
       await db.schema.createIndex('episode_labels_episode').on('episode_labels').columns(['episode_id', 'created_at']).execute();
-      await db.schema.createIndex('episodes_label_created').on('episodes').columns(['label', 'created_at']).execute();
-      await db.schema.createIndex('episodes_human_label_created').on('episodes').columns(['human_label', 'created_at']).execute();
+      // Each list filter's index ends in the list's order (created_at, id), so a page is read
+      // in order and stops at its limit, with no sort.
+      await db.schema.createIndex('episodes_label_created').on('episodes').columns(['label', 'created_at', 'id']).execute();
+      await db.schema.createIndex('episodes_human_label_created').on('episodes').columns(['human_label', 'created_at', 'id']).execute();
+      await db.schema.dropIndex('episodes_cell_created').execute();
+      await db.schema.createIndex('episodes_cell_created').on('episodes').columns(['cell_id', 'created_at', 'id']).execute();
+      await db.schema.dropIndex('episodes_status_created').execute();
+      await db.schema.createIndex('episodes_status_created').on('episodes').columns(['status', 'created_at', 'id']).execute();
       await db.schema.createIndex('episodes_finished').on('episodes').columns(['finished_at']).execute();
     },
   };

@@ -1,0 +1,84 @@
+// `armor-serve export` as a function over a real store: which episodes go out, with which
+// label, under which file names, in the manifest format the eval and the training read.
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import t from 'tap';
+import { readDataset } from '../src/eval/dataset.js';
+import { exportEpisodes, MediaRetention } from '../src/jobs/index.js';
+import type { NewEpisode } from '../src/store/index.js';
+import { FIXTURES } from './helpers.js';
+import { sqliteStore } from './support/stores.js';
+
+const OWNER = 'export-test';
+
+t.test('labelled, model-labelled, tiles and expired episodes', async (t) => {
+  const opened = await sqliteStore({ mediaRetentionMs: 86_400_000 });
+  t.teardown(opened.close);
+  const { store } = opened;
+  let clock = Date.UTC(2026, 10, 1);
+  store.now = () => clock;
+  const video = await readFile(path.join(FIXTURES, 'eval-small', 'eval-000008.mp4'));
+  const views = await Promise.all([1, 2].map((i) => readFile(path.join(FIXTURES, 'eval-small', `eval-000002-view${i}.png`))));
+  const add = async (id: string, kind: 'video' | 'tiles', modelLabel: 'failure' | 'success', cellId: string) => {
+    clock += 60_000;
+    const e: NewEpisode = {
+      id,
+      cellId,
+      task: `task of ${id}`,
+      mode: 'sync',
+      mediaSha256: id.padEnd(64, '0'),
+      mediaKind: kind,
+      options: {},
+      media: kind === 'video' ? [{ name: 'video-0', bytes: video }] : views.map((bytes, i) => ({ name: `views-${i}`, bytes })),
+      owner: { id: OWNER, leaseMs: 60_000 },
+    };
+    await store.createEpisode(e);
+    const result = { detection: { label: modelLabel }, input: { duration_s: kind === 'video' ? 4 : null } };
+    await store.finishEpisode(id, OWNER, { status: 'succeeded', result, label: modelLabel }, []);
+  };
+  await add('old/one', 'video', 'failure', 'cell-1'); // media expires below
+  await store.expireMedia(clock + 1);
+  await add('dense:1', 'video', 'success', 'cell-1');
+  await add('sparse-1', 'tiles', 'failure', 'cell-2');
+  await add('unlabelled-1', 'video', 'failure', 'cell-1');
+  await store.addLabel('dense:1', { label: 'failure', failureMode: 'drop_in_transit', explanation: 'It fell between the totes.', by: 'ana' });
+  await store.addLabel('sparse-1', { label: 'failure', failureMode: null, explanation: null, by: null });
+
+  const all = path.join(opened.dir ?? '', 'all');
+  const summary = await exportEpisodes(store, { outDir: all, labelledOnly: false });
+  t.same(summary, { exported: 3, operatorLabelled: 2, dense: 1, withoutMedia: 1 });
+  const lines = (await readFile(path.join(all, 'manifest.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.same(lines.map((l) => l.id), ['dense:1', 'sparse-1', 'unlabelled-1'], 'oldest first');
+  t.same(Object.keys(lines[0]).slice(0, 9), ['id', 'kind', 'file', 'task', 'label', 'failure_mode', 'explanation', 'dense', 'duration_s'], "models/data's fields, in its order");
+  t.match(lines[0], { file: 'dense_1.mp4', label: 'failure', failure_mode: 'drop_in_transit', explanation: 'It fell between the totes.', dense: true, label_source: 'operator', labelled_by: 'ana' });
+  t.match(lines[1], { kind: 'tiles', files: ['sparse-1-view1.png', 'sparse-1-view2.png'], label: 'failure', explanation: '', dense: false, label_source: 'operator' });
+  t.notOk('failure_mode' in lines[1], 'no failure mode is invented');
+  t.match(lines[2], { label: 'failure', label_source: 'model', dense: false });
+  t.same(await readFile(path.join(all, 'sparse-1-view2.png')), views[1]);
+
+  const read = await readDataset(all);
+  t.same(read.map((e) => [e.id, e.labelSource, e.failure, e.media.kind]), [
+    ['dense:1', 'operator', true, 'video'],
+    ['sparse-1', 'operator', true, 'tiles'],
+    ['unlabelled-1', 'model', true, 'video'],
+  ], 'the eval reads it');
+
+  const labelled = path.join(opened.dir ?? '', 'labelled');
+  t.match(await exportEpisodes(store, { outDir: labelled, labelledOnly: true, cellId: 'cell-1' }), { exported: 1, operatorLabelled: 1 });
+  t.match(await readFile(path.join(labelled, 'manifest.jsonl'), 'utf8'), /"id":"dense:1"/);
+  t.match(await exportEpisodes(store, { outDir: path.join(opened.dir ?? '', 'none'), labelledOnly: false, since: clock + 1 }), { exported: 0 });
+});
+
+t.test('the retention sweep removes uploads of episodes finished longer ago than the retention', async (t) => {
+  const opened = await sqliteStore({ mediaRetentionMs: 60_000 });
+  t.teardown(opened.close);
+  const { store } = opened;
+  store.now = () => Date.now() - 120_000; // finished two minutes ago
+  await store.createEpisode({ id: 'e', cellId: null, task: 't', mode: 'sync', mediaSha256: 'e'.repeat(64), mediaKind: 'video', options: {}, media: [{ name: 'v', bytes: new Uint8Array([1]) }], owner: { id: OWNER, leaseMs: 1000 } });
+  await store.finishEpisode('e', OWNER, { status: 'succeeded', result: {}, label: 'success' }, []);
+  const logged: object[] = [];
+  const retention = new MediaRetention(store, 60_000, { info: (o) => logged.push(o), warn: (o) => logged.push(o) });
+  t.equal(await retention.sweep(), 1);
+  t.equal(await store.hasMedia('e'), false);
+  t.same(logged, [{ files: 1 }], 'logged');
+});
