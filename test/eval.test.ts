@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { rougeL } from '../src/eval/rouge.js';
-import { buildReport, type EpisodeOutcome } from '../src/eval/report.js';
+import { buildReport, renderMarkdown, type EpisodeOutcome } from '../src/eval/report.js';
 import type { EpisodeResponse } from '../src/pipeline/index.js';
 import { FIXTURES, ROOT } from './helpers.js';
 
@@ -59,6 +59,34 @@ t.test('the report counts detection, per-round answers and latency', async (t) =
   t.same(Object.keys(r.per_mode).sort(), ['drop_in_transit', 'success']);
 });
 
+t.test('grounding is reported overall, per round and per mode', async (t) => {
+  const episode = (id: string, failureMode: string, explanation: string) => ({
+    id,
+    task: 'move the red box into the destination tote',
+    failure: failureMode !== 'success',
+    explanation,
+    failureMode,
+    item: 'red box',
+    media: { kind: 'video' as const, file: 'x' },
+  });
+  const drop = 'The red box fell off the suction cup halfway to the destination tote.';
+  const outcomes: EpisodeOutcome[] = [
+    // Round 0 names another item and no mode; round 1 (lower C) names both.
+    { episode: episode('a', 'drop_in_transit', drop), result: response([[{ failure: true, c: 0.6, explanation: 'The blue bag is gone.' }], [{ failure: true, c: 0.2, explanation: drop }]], 1) },
+    { episode: episode('b', 'success', 'The suction cup placed the red box inside the destination tote.'), result: response([[{ failure: false, c: 0.1, explanation: 'The red wedge is inside the destination tote.' }]], 1) },
+  ];
+  const r = buildReport('set', outcomes, {});
+  t.same(r.grounding, { item_named: 0.5, colour_named: 1, failure_mode_named: 1 });
+  t.same(r.per_round[0].grounding, { item_named: 0, colour_named: 0.5, failure_mode_named: 0 }, 'round 0 alone named neither');
+  t.same(r.per_round[1].grounding, r.grounding);
+  t.equal(r.per_mode.drop_in_transit.grounding.failure_mode_named, 1);
+  t.equal(r.mode_rule_agreement, 1, 'the references satisfy the rules');
+  const md = renderMarkdown(r);
+  t.match(md, /\| item named \| 0\.500 \|/);
+  t.match(md, /\| failure mode named \(failed picks\) \| 1\.000 \|/);
+  t.match(md, /\| drop_in_transit \| 1 \| 1\.000 \| 1\.000 \| 1\.000 \| 1\.000 \| 1\.000 \|/);
+});
+
 t.test('armor-serve eval runs the committed small set through the engine', async (t) => {
   const out = await mkdtemp(path.join(os.tmpdir(), 'armor-eval-test-'));
   t.teardown(() => rm(out, { recursive: true, force: true }));
@@ -96,4 +124,5 @@ t.test('armor-serve eval runs the committed small set through the engine', async
   const markdown = await readFile(path.join(out, 'eval-report.md'), 'utf8');
   t.match(markdown, /\| detection accuracy \| \d\.\d{3} \|/);
   t.match(markdown, /## Per round/);
+  t.match(markdown, /\| item named \| \d\.\d{3} \|/, 'grounding in the report');
 });

@@ -3,6 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { EpisodeMedia } from '../pipeline/index.js';
+import { itemOfTask } from './grounding.js';
 
 export interface LabelledEpisode {
   id: string;
@@ -11,6 +12,8 @@ export interface LabelledEpisode {
   failure: boolean;
   failureMode?: string;
   explanation?: string;
+  /** The item the episode is about ("purple cylinder"): the manifest's `item`, else the one the task names. */
+  item?: string;
   /** Who gave the label: an operator, or only the model (an export's unlabelled episodes); absent in generated sets. */
   labelSource?: 'operator' | 'model';
 }
@@ -29,6 +32,7 @@ interface ManifestLine {
   failure_mode?: unknown;
   explanation?: unknown;
   label_source?: unknown;
+  item?: unknown;
 }
 
 export async function readDataset(dir: string, manifestName = 'manifest.jsonl'): Promise<LabelledEpisode[]> {
@@ -67,6 +71,7 @@ export async function readDataset(dir: string, manifestName = 'manifest.jsonl'):
       failure: line.label === 'failure',
       failureMode: typeof line.failure_mode === 'string' ? line.failure_mode : undefined,
       explanation: typeof line.explanation === 'string' && line.explanation.length > 0 ? line.explanation : undefined,
+      item: typeof line.item === 'string' && line.item.length > 0 ? line.item : itemOfTask(line.task),
       labelSource: line.label_source === 'operator' || line.label_source === 'model' ? line.label_source : undefined,
     });
   }

@@ -1,6 +1,7 @@
 // Evaluation metrics over analysed episodes, and their markdown rendering.
 import type { EpisodeResponse } from '../pipeline/index.js';
 import type { LabelledEpisode } from './dataset.js';
+import { grounding, namedMode, type Grounding } from './grounding.js';
 import { rougeL } from './rouge.js';
 
 export interface EpisodeOutcome {
@@ -20,8 +21,16 @@ export interface RoundPoint {
   episodes: number;
   accuracy: number;
   rouge_l: number | null;
+  grounding: Grounding;
   /** Only candidates of this round, over episodes that reached it. */
-  round_only: { episodes: number; accuracy: number; rouge_l: number | null };
+  round_only: Score;
+}
+
+export interface Score {
+  episodes: number;
+  accuracy: number;
+  rouge_l: number | null;
+  grounding: Grounding;
 }
 
 export interface EvalReport {
@@ -36,10 +45,14 @@ export interface EvalReport {
   errors: { id: string; code: string; message: string }[];
   detection: { accuracy: number; failure_precision: number; failure_recall: number; confusion: { tp: number; fp: number; tn: number; fn: number } };
   rouge_l: { mean: number | null; episodes: number };
+  /** Item, colour and failure mode named in the answers (src/eval/grounding.ts). */
+  grounding: Grounding;
+  /** Share of reference explanations whose words name their own failure mode by the same rules (1 on generated sets). */
+  mode_rule_agreement: number | null;
   rounds_used_mean: number;
   stop_reasons: Record<string, number>;
   per_round: RoundPoint[];
-  per_mode: Record<string, { episodes: number; accuracy: number; rouge_l: number | null }>;
+  per_mode: Record<string, Score>;
   latency_ms: { p50: number; p95: number; mean: number };
   options: Record<string, unknown>;
 }
@@ -63,10 +76,16 @@ function bestUpTo(result: EpisodeResponse, round: number, only = false): Answer 
   return best && { failure: best.failure, explanation: best.explanation };
 }
 
-function score(pairs: { episode: LabelledEpisode; answer: Answer }[]) {
+function score(pairs: { episode: LabelledEpisode; answer: Answer }[]): Score {
   const correct = pairs.filter((p) => p.answer.failure === p.episode.failure).length;
   const rouge = pairs.filter((p) => p.episode.explanation).map((p) => rougeL(p.answer.explanation, p.episode.explanation as string));
-  return { episodes: pairs.length, accuracy: pairs.length ? correct / pairs.length : NaN, rouge_l: meanOrNull(rouge) };
+  const graded = pairs.map((p) => ({ explanation: p.answer.explanation, item: p.episode.item, failureMode: p.episode.failureMode }));
+  return { episodes: pairs.length, accuracy: pairs.length ? correct / pairs.length : NaN, rouge_l: meanOrNull(rouge), grounding: grounding(graded) };
+}
+
+function modeRuleAgreement(episodes: LabelledEpisode[]): number | null {
+  const checked = episodes.filter((e) => e.explanation !== undefined && e.failureMode !== undefined && e.failureMode !== 'failure');
+  return checked.length ? checked.filter((e) => namedMode(e.explanation as string) === e.failureMode).length / checked.length : null;
 }
 
 export function buildReport(data: string, outcomes: EpisodeOutcome[], options: Record<string, unknown>, skippedModelLabelled = 0): EvalReport {
@@ -87,7 +106,7 @@ export function buildReport(data: string, outcomes: EpisodeOutcome[], options: R
     const reached = done.filter((o) => o.result.rounds.length > round).map((o) => ({ episode: o.episode, answer: bestUpTo(o.result, round, true) as Answer }));
     const a = score(upTo);
     const b = score(reached);
-    perRound.push({ round, episodes: a.episodes, accuracy: a.accuracy, rouge_l: a.rouge_l, round_only: b });
+    perRound.push({ ...a, round, round_only: b });
   }
   const modes = [...new Set(answers.map((a) => a.episode.failureMode ?? (a.episode.failure ? 'failure' : 'success')))].sort();
   const perMode: EvalReport['per_mode'] = {};
@@ -110,6 +129,8 @@ export function buildReport(data: string, outcomes: EpisodeOutcome[], options: R
       confusion,
     },
     rouge_l: { mean: overall.rouge_l, episodes: answers.filter((a) => a.episode.explanation).length },
+    grounding: overall.grounding,
+    mode_rule_agreement: modeRuleAgreement(outcomes.map((o) => o.episode)),
     rounds_used_mean: mean(done.map((o) => o.result.rounds.length)),
     stop_reasons: stopReasons,
     per_round: perRound,
@@ -135,6 +156,10 @@ export function renderMarkdown(r: EvalReport): string {
     `| failure precision | ${f3(r.detection.failure_precision)} |`,
     `| failure recall | ${f3(r.detection.failure_recall)} |`,
     `| ROUGE-L (F1, ${r.rouge_l.episodes} references) | ${f3(r.rouge_l.mean)} |`,
+    `| item named | ${f3(r.grounding.item_named)} |`,
+    `| item colour named | ${f3(r.grounding.colour_named)} |`,
+    `| failure mode named (failed picks) | ${f3(r.grounding.failure_mode_named)} |`,
+    `| reference explanations the mode rules read right | ${f3(r.mode_rule_agreement)} |`,
     `| mean rounds used | ${f3(r.rounds_used_mean)} |`,
     `| latency p50 / p95 (ms) | ${r.latency_ms.p50.toFixed(0)} / ${r.latency_ms.p95.toFixed(0)} |`,
     `| stop reasons | ${Object.entries(r.stop_reasons).map(([k, v]) => `${k} ${v}`).join(', ')} |`,
@@ -143,15 +168,21 @@ export function renderMarkdown(r: EvalReport): string {
     '',
     'Answer with max_rounds = round + 1 (best C over rounds 0..round), and the best candidate of that round alone.',
     '',
-    '| round | accuracy | ROUGE-L | episodes reaching it | accuracy (round only) | ROUGE-L (round only) |',
-    '|---|---|---|---|---|---|',
-    ...r.per_round.map((p) => `| ${p.round} | ${f3(p.accuracy)} | ${f3(p.rouge_l)} | ${p.round_only.episodes} | ${f3(p.round_only.accuracy)} | ${f3(p.round_only.rouge_l)} |`),
+    '| round | accuracy | ROUGE-L | item named | mode named | episodes reaching it | accuracy (round only) | ROUGE-L (round only) | item named (round only) | mode named (round only) |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+    ...r.per_round.map(
+      (p) =>
+        `| ${p.round} | ${f3(p.accuracy)} | ${f3(p.rouge_l)} | ${f3(p.grounding.item_named)} | ${f3(p.grounding.failure_mode_named)} | ${p.round_only.episodes} | ` +
+        `${f3(p.round_only.accuracy)} | ${f3(p.round_only.rouge_l)} | ${f3(p.round_only.grounding.item_named)} | ${f3(p.round_only.grounding.failure_mode_named)} |`,
+    ),
     '',
     '## Per failure mode',
     '',
-    '| mode | episodes | accuracy | ROUGE-L |',
-    '|---|---|---|---|',
-    ...Object.entries(r.per_mode).map(([mode, s]) => `| ${mode} | ${s.episodes} | ${f3(s.accuracy)} | ${f3(s.rouge_l)} |`),
+    '| mode | episodes | accuracy | ROUGE-L | item named | colour named | mode named |',
+    '|---|---|---|---|---|---|---|',
+    ...Object.entries(r.per_mode).map(
+      ([mode, s]) => `| ${mode} | ${s.episodes} | ${f3(s.accuracy)} | ${f3(s.rouge_l)} | ${f3(s.grounding.item_named)} | ${f3(s.grounding.colour_named)} | ${f3(s.grounding.failure_mode_named)} |`,
+    ),
     '',
   ];
   return lines.join('\n');
