@@ -420,37 +420,59 @@ class Plan:
     debris: list = field(default_factory=list)  # (t0, tf, x0, y0, x1, y1, size, color)
 
 
-def plan_episode(rng, mode, scene: Scene, item: Item, other: Item | None, duration: float) -> Plan:
-    """Builds the gripper keyframes and item tracks for one mode."""
-    D = duration
-    sx0, sx1, rim, src_floor = scene.src
-    dx0, dx1, _, dst_floor = scene.dst
-    floor_rest = scene.floor_y + 10
-    home_y = float(rng.uniform(34, 56))
+@dataclass
+class Setup:
+    """What every outcome's plan starts from: the scene geometry, where the item (and a
+    second one) sit, the gripper's heights, the phase times T[name] = (start, end), and the
+    gripper's first keyframes. Built in one fixed order of RNG draws (see plan_episode)."""
+    D: float
+    scene: Scene
+    item: Item
+    other: Item | None
+    ix: float
+    ox: float | None
+    home_y: float
+    item_top0: float
+    carry_cup: float
+    T: dict
+    g: Keys
+    tr: Track
+    ot: Track | None
+    tracks: list
+
+    @property
+    def src_floor(self):
+        return self.scene.src[3]
+
+    @property
+    def dst_floor(self):
+        return self.scene.dst[3]
+
+    @property
+    def dst_cx(self):
+        return (self.scene.dst[0] + self.scene.dst[1]) / 2.0
+
+    @property
+    def floor_rest(self):
+        return self.scene.floor_y + 10
+
+
+def _positions(rng, scene: Scene, item: Item, other: Item | None):
+    """Where the item (and the optional second item, side by side) sit in the source tote."""
+    sx0, sx1 = scene.src[0], scene.src[1]
     src_cx = (sx0 + sx1) / 2.0
-    dst_cx = (dx0 + dx1) / 2.0
+    if other is None:
+        return src_cx + rng.uniform(-10, 10), None
+    gapx = int(rng.integers(1, 5))
+    total = item.w + other.w + gapx
+    left = src_cx - total / 2 + rng.uniform(-3, 3)
+    if rng.random() < 0.5:
+        return left + item.w / 2, left + item.w + gapx + other.w / 2
+    return left + other.w + gapx + item.w / 2, left + other.w / 2
 
-    # positions in the source tote (primary, optional second item side by side)
-    if other is not None:
-        gapx = int(rng.integers(1, 5))
-        total = item.w + other.w + gapx
-        left = src_cx - total / 2 + rng.uniform(-3, 3)
-        if rng.random() < 0.5:
-            ix = left + item.w / 2
-            ox = left + item.w + gapx + other.w / 2
-        else:
-            ox = left + other.w / 2
-            ix = left + other.w + gapx + item.w / 2
-    else:
-        ix = src_cx + rng.uniform(-10, 10)
-        ox = None
 
-    sp0 = item.sprite()
-    item_top0 = src_floor - sp0.bottom - sp0.top
-    carry_cup = rim - 14 - (item.h + 6) - rng.uniform(0, 10)  # cup bottom while carrying
-    carry_cup = max(carry_cup, home_y + 8)
-
-    # phase durations (weights), with random speed variation and an optional pause
+def _phase_times(rng, D: float) -> dict:
+    """Phase durations (weights) with random speed variation and an optional pause."""
     wts = dict(hold0=0.05, down=0.12, grip=0.06, lift=0.11, transit=0.22, lower=0.11, rel=0.06, up=0.08)
     for k in wts:
         wts[k] *= rng.uniform(0.8, 1.25)
@@ -464,150 +486,192 @@ def plan_episode(rng, mode, scene: Scene, item: Item, other: Item | None, durati
     for k in ["hold0", "down", "grip", "lift", "transit", "lower", "rel", "up"]:
         T[k] = (t, t + wts[k] * scale * D)
         t += wts[k] * scale * D
+    return T
 
-    g = Keys()
+
+def _setup(rng, mode, scene: Scene, item: Item, other: Item | None, D: float) -> Setup:
+    rim, src_floor = scene.src[2], scene.src[3]
+    home_y = float(rng.uniform(34, 56))
+    ix, ox = _positions(rng, scene, item, other)
+    sp0 = item.sprite()
+    item_top0 = src_floor - sp0.bottom - sp0.top
+    carry_cup = rim - 14 - (item.h + 6) - rng.uniform(0, 10)  # cup bottom while carrying
+    carry_cup = max(carry_cup, home_y + 8)
+    T = _phase_times(rng, D)
     tr = Track(item)
-    tracks = [tr]
     ot = Track(other) if other is not None else None
-    if ot is not None:
-        tracks.append(ot)
+    tracks = [tr] + ([ot] if ot is not None else [])
     if ot is not None and mode != "multi_pick":
         ot.add(0, 1e9, rest_pose(other, ox, src_floor))
-
-    grasp_x = ix
+    g = Keys()
     g.add(0, ix + rng.uniform(-14, 14), home_y)
     g.add(T["hold0"][1], ix + rng.uniform(-3, 3) if mode != "grasp_miss" else ix, home_y)
-    event_t = D * 0.5
+    return Setup(D, scene, item, other, ix, ox, home_y, item_top0, carry_cup, T, g, tr, ot, tracks)
 
-    if mode == "grasp_miss":
-        off = (item.w / 2 + rng.uniform(6, 10)) * (1 if rng.random() < 0.5 else -1)
-        off = float(np.clip(ix + off, sx0 + 14, sx1 - 14) - ix)
-        grasp_x = ix + off
-        g.k[-1] = (T["hold0"][1], grasp_x, home_y)
-        g.add(T["down"][1], grasp_x, item_top0 + rng.uniform(-2, 4))
-        g.add(T["grip"][1], grasp_x, item_top0 + 2)
-        g.add(T["lift"][1], grasp_x, carry_cup)
-        tr.add(0, 1e9, rest_pose(item, ix, src_floor))
-        if rng.random() < 0.6:  # travels empty to the destination and "places" nothing
-            g.add(T["transit"][1], dst_cx, carry_cup)
-            g.add(T["lower"][1], dst_cx, dst_floor - 30)
-            g.add(T["rel"][1], dst_cx, dst_floor - 30)
-            g.add(T["up"][1], dst_cx, home_y)
-        else:  # notices, hovers and retreats to home
-            g.add(T["transit"][1], grasp_x + rng.uniform(-10, 10), home_y)
-        event_t = T["lift"][1]
-        return Plan(g, tracks, event_t, D)
 
-    # common: descend onto the item, grip, lift
-    g.add(T["down"][1], grasp_x, item_top0)
-    g.add(T["grip"][1], grasp_x, item_top0)
-    g.add(T["lift"][1], grasp_x, carry_cup)
+def _plan_grasp_miss(rng, s: Setup) -> Plan:
+    sx0, sx1 = s.scene.src[0], s.scene.src[1]
+    g, T, ix = s.g, s.T, s.ix
+    off = (s.item.w / 2 + rng.uniform(6, 10)) * (1 if rng.random() < 0.5 else -1)
+    off = float(np.clip(ix + off, sx0 + 14, sx1 - 14) - ix)
+    grasp_x = ix + off
+    g.k[-1] = (T["hold0"][1], grasp_x, s.home_y)
+    g.add(T["down"][1], grasp_x, s.item_top0 + rng.uniform(-2, 4))
+    g.add(T["grip"][1], grasp_x, s.item_top0 + 2)
+    g.add(T["lift"][1], grasp_x, s.carry_cup)
+    s.tr.add(0, 1e9, rest_pose(s.item, ix, s.src_floor))
+    if rng.random() < 0.6:  # travels empty to the destination and "places" nothing
+        g.add(T["transit"][1], s.dst_cx, s.carry_cup)
+        g.add(T["lower"][1], s.dst_cx, s.dst_floor - 30)
+        g.add(T["rel"][1], s.dst_cx, s.dst_floor - 30)
+        g.add(T["up"][1], s.dst_cx, s.home_y)
+    else:  # notices, hovers and retreats to home
+        g.add(T["transit"][1], grasp_x + rng.uniform(-10, 10), s.home_y)
+    return Plan(g, s.tracks, T["lift"][1], s.D)
+
+
+def _grab(s: Setup) -> float:
+    """Descend onto the item, grip, lift (every outcome but a missed grasp); the grab time."""
+    g, T = s.g, s.T
+    g.add(T["down"][1], s.ix, s.item_top0)
+    g.add(T["grip"][1], s.ix, s.item_top0)
+    g.add(T["lift"][1], s.ix, s.carry_cup)
     t_grab = T["grip"][0] + 0.5 * (T["grip"][1] - T["grip"][0])
-    tr.add(0, t_grab, rest_pose(item, ix, src_floor))
+    s.tr.add(0, t_grab, rest_pose(s.item, s.ix, s.src_floor))
+    return t_grab
+
+
+def _plan_delivered(rng, mode, s: Setup, t_grab: float) -> Plan:
+    """The item reaches the destination tote: success, torn on the way, or with a second item."""
+    item, g, T, D = s.item, s.g, s.T, s.D
+    sx0, sx1 = s.scene.src[0], s.scene.src[1]
+    event_t = D * 0.5
     torn_from = None
     if mode == "damaged_item":
         torn_from = T["lift"][0] + rng.uniform(0.35, 0.6) * (T["lift"][1] - T["lift"][0])
         event_t = torn_from + 0.15 * D
     sp_item = item.sprite()
+    tx = s.dst_cx + rng.uniform(-6, 6)
+    if mode == "multi_pick":
+        other, ot, ox = s.other, s.ot, s.ox
+        odx = ox - s.ix
+        tx = s.dst_cx - odx / 2 + rng.uniform(-2, 2)
+        # the second item hangs stuck to the first one's side, slightly tilted
+        tilt = float(rng.uniform(8, 16)) * (-1 if odx > 0 else 1)
+        ot.add(0, t_grab, rest_pose(other, ox, s.src_floor))
+        o_dy = (s.src_floor - other.sprite().bottom) - (s.src_floor - sp_item.bottom - sp_item.top) - other.sprite(tilt).top
+        ot.add(t_grab, T["lower"][0], attached_pose(other, g, dx=odx, dy=o_dy - 4, angle=tilt))
+        ot.add(T["lower"][0], T["rel"][0] + 0.3 * (T["rel"][1] - T["rel"][0]),
+               attached_pose(other, g, dx=odx, dy=o_dy - 4, angle=tilt * 0.3))
+        ot.add(T["rel"][0], 1e9, rest_pose(other, tx + odx, s.dst_floor))
+        event_t = T["lift"][1] + 0.4 * (T["transit"][1] - T["transit"][0])
+    g.add(T["transit"][1], tx, s.carry_cup)
+    place_cup = s.dst_floor - sp_item.bottom - sp_item.top - 1
+    g.add(T["lower"][1], tx, place_cup)
+    g.add(T["rel"][1], tx, place_cup - 4)
+    g.add(T["up"][1], tx + rng.uniform(-8, 8), s.home_y)
+    t_rel = T["rel"][0] + 0.3 * (T["rel"][1] - T["rel"][0])
+    s.tr.add(t_grab, t_rel, attached_pose(item, g, torn_from=torn_from))
+    s.tr.add(t_rel, 1e9, rest_pose(item, tx, s.dst_floor, torn=torn_from is not None))
+    plan = Plan(g, s.tracks, event_t if mode != "success" else T["transit"][0] + 0.5 * (T["transit"][1] - T["transit"][0]), D)
+    if mode == "damaged_item":
+        # flap + fragments fall from the torn corner into the source tote
+        for j in range(3):
+            t0 = torn_from + 0.05 * j * D
+            x0 = s.ix + item.w * 0.3 + rng.uniform(-4, 4)
+            y0 = s.carry_cup * 0.5 + s.item_top0 * 0.5
+            x1 = float(np.clip(x0 + rng.uniform(-18, 8), sx0 + 12, sx1 - 12))
+            size = int(rng.integers(13, 17)) if j == 0 else int(rng.integers(7, 11))
+            col = item.color if j != 1 else (236, 230, 214)
+            plan.debris.append((t0, 0.16 * D + 0.1, x0, y0, x1, s.src_floor - size, size, col))
+    return plan
 
+
+def _plan_drop(rng, s: Setup, t_grab: float) -> Plan:
+    item, g, T, D = s.item, s.g, s.T, s.D
+    sp = item.sprite()
+    x_drop = s.scene.src[1] + sp.left + rng.uniform(6, 16)
+    t_mid = T["transit"][0] + rng.uniform(0.4, 0.55) * (T["transit"][1] - T["transit"][0])
+    g.add(t_mid, x_drop, s.carry_cup)
+    g.add(T["transit"][1], s.dst_cx, s.carry_cup)
+    g.add(T["lower"][1], s.dst_cx, s.dst_floor - 30)
+    g.add(T["rel"][1], s.dst_cx, s.dst_floor - 30)
+    g.add(T["up"][1], s.dst_cx, s.home_y)
+    s.tr.add(t_grab, t_mid, attached_pose(item, g))
+    a1 = float(rng.uniform(-15, 15)) if item.shape != "cylinder" else 0.0
+    s.tr.add(t_mid, 1e9, fall_pose(item, x_drop, s.carry_cup + sp.top, 0.0, x_drop + rng.uniform(0, 4),
+                                   s.floor_rest, a1, t_mid, min(0.45, 0.12 * D)))
+    return Plan(g, s.tracks, t_mid + min(0.45, 0.12 * D) + 0.1, D)
+
+
+def _plan_outside(rng, s: Setup, t_grab: float) -> Plan:
+    item, g, T = s.item, s.g, s.T
+    sp = item.sprite()
+    x_out = min(s.scene.dst[1] + 3 + sp.left, W - 2 - sp.right)
+    g.add(T["transit"][1], x_out, s.carry_cup)
+    place_cup = s.floor_rest - sp.bottom - sp.top - 1
+    g.add(T["lower"][1], x_out, place_cup)
+    g.add(T["rel"][1], x_out, place_cup - 4)
+    g.add(T["up"][1], x_out - rng.uniform(0, 20), s.home_y)
+    t_rel = T["rel"][0] + 0.3 * (T["rel"][1] - T["rel"][0])
+    s.tr.add(t_grab, t_rel, attached_pose(item, g))
+    s.tr.add(t_rel, 1e9, rest_pose(item, x_out, s.floor_rest))
+    return Plan(g, s.tracks, T["lower"][1], s.D)
+
+
+def _plan_collision(rng, s: Setup, t_grab: float) -> Plan:
+    item, g, T, D = s.item, s.g, s.T, s.D
+    dx0, rim = s.scene.dst[0], s.scene.src[2]
+    sp = item.sprite()
+    low_cup = rim + 10 - sp.bottom - sp.top   # item bottom 10 px below the rim
+    x_app = dx0 - sp.right - 22
+    x_hit = dx0 - sp.right - 1
+    tA = T["transit"][0] + 0.55 * (T["transit"][1] - T["transit"][0])
+    g.add(tA, x_app, s.carry_cup)
+    g.add(T["transit"][1], x_app, low_cup)       # lowered too early, beside the tote
+    t_hit = T["lower"][0] + 0.6 * (T["lower"][1] - T["lower"][0])
+    g.add(t_hit, x_hit, low_cup)
+    fall = min(0.35, 0.1 * D)
+    hold = max(0.4, min(max(0.7, 0.18 * D), 0.9 * D - fall - t_hit))
+    t_knock = t_hit + hold
+    g.add(t_knock, x_hit - 3, low_cup - 2)
+    g.add(t_knock + 0.12 * D, x_hit - 6, s.carry_cup)
+    g.add(t_knock + 0.24 * D, s.dst_cx, s.carry_cup)
+    s.tr.add(t_grab, t_hit, attached_pose(item, g))
+    tilt = float(rng.uniform(24, 36))   # pushed back: top tilts away from the wall
+
+    def tilting(t, t_hit=t_hit):
+        k = smooth((t - t_hit) / 0.25)
+        gx, gy = g.at(t)
+        a = -tilt * k
+        spa = item.sprite(a)
+        return gx - 3 * k, gy + spa.top - 2 * k, a, False
+    s.tr.add(t_hit, t_knock, tilting)
+    spa = item.sprite(-tilt)
+    x0, _ = g.at(t_knock)
+    a1 = -90.0 if item.shape in ("box", "bag") else (-120.0 if item.shape == "wedge" else 0.0)
+    sp1 = item.sprite(a1)
+    x1 = dx0 - sp1.right - 2
+    y0c = low_cup + spa.top
+    s.tr.add(t_knock, 1e9, fall_pose(item, x0 - 3, y0c, -tilt, x1, s.floor_rest, a1, t_knock, fall))
+    return Plan(g, s.tracks, t_hit + 0.5 * hold, D)
+
+
+def plan_episode(rng, mode, scene: Scene, item: Item, other: Item | None, duration: float) -> Plan:
+    """Builds the gripper keyframes and item tracks for one mode. The RNG draws happen in a
+    fixed order (setup, then the outcome's own), so a seed gives the same episode."""
+    s = _setup(rng, mode, scene, item, other, duration)
+    if mode == "grasp_miss":
+        return _plan_grasp_miss(rng, s)
+    t_grab = _grab(s)
     if mode in ("success", "damaged_item", "multi_pick"):
-        tx = dst_cx + rng.uniform(-6, 6)
-        if mode == "multi_pick":
-            odx = ox - ix
-            tx = dst_cx - odx / 2 + rng.uniform(-2, 2)
-            # the second item hangs stuck to the first one's side, slightly tilted
-            tilt = float(rng.uniform(8, 16)) * (-1 if odx > 0 else 1)
-            ot.add(0, t_grab, rest_pose(other, ox, src_floor))
-            o_dy = (src_floor - other.sprite().bottom) - (src_floor - sp_item.bottom - sp_item.top) - other.sprite(tilt).top
-            ot.add(t_grab, T["lower"][0], attached_pose(other, g, dx=odx, dy=o_dy - 4, angle=tilt))
-            ot.add(T["lower"][0], T["rel"][0] + 0.3 * (T["rel"][1] - T["rel"][0]),
-                   attached_pose(other, g, dx=odx, dy=o_dy - 4, angle=tilt * 0.3))
-            ot.add(T["rel"][0], 1e9, rest_pose(other, tx + odx, dst_floor))
-            event_t = T["lift"][1] + 0.4 * (T["transit"][1] - T["transit"][0])
-        g.add(T["transit"][1], tx, carry_cup)
-        place_cup = dst_floor - sp_item.bottom - sp_item.top - 1
-        g.add(T["lower"][1], tx, place_cup)
-        g.add(T["rel"][1], tx, place_cup - 4)
-        g.add(T["up"][1], tx + rng.uniform(-8, 8), home_y)
-        t_rel = T["rel"][0] + 0.3 * (T["rel"][1] - T["rel"][0])
-        tr.add(t_grab, t_rel, attached_pose(item, g, torn_from=torn_from))
-        tr.add(t_rel, 1e9, rest_pose(item, tx, dst_floor, torn=torn_from is not None))
-        plan = Plan(g, tracks, event_t if mode != "success" else T["transit"][0] + 0.5 * (T["transit"][1] - T["transit"][0]), D)
-        if mode == "damaged_item":
-            # flap + fragments fall from the torn corner into the source tote
-            for j in range(3):
-                t0 = torn_from + 0.05 * j * D
-                x0 = grasp_x + item.w * 0.3 + rng.uniform(-4, 4)
-                y0 = carry_cup * 0.5 + (item_top0) * 0.5
-                x1 = float(np.clip(x0 + rng.uniform(-18, 8), sx0 + 12, sx1 - 12))
-                size = int(rng.integers(13, 17)) if j == 0 else int(rng.integers(7, 11))
-                col = item.color if j != 1 else (236, 230, 214)
-                plan.debris.append((t0, 0.16 * D + 0.1, x0, y0, x1, src_floor - size, size, col))
-        return plan
-
+        return _plan_delivered(rng, mode, s, t_grab)
     if mode == "drop_in_transit":
-        sp = item.sprite()
-        x_drop = sx1 + sp.left + rng.uniform(6, 16)
-        t_mid = T["transit"][0] + rng.uniform(0.4, 0.55) * (T["transit"][1] - T["transit"][0])
-        g.add(t_mid, x_drop, carry_cup)
-        g.add(T["transit"][1], dst_cx, carry_cup)
-        g.add(T["lower"][1], dst_cx, dst_floor - 30)
-        g.add(T["rel"][1], dst_cx, dst_floor - 30)
-        g.add(T["up"][1], dst_cx, home_y)
-        tr.add(t_grab, t_mid, attached_pose(item, g))
-        a1 = float(rng.uniform(-15, 15)) if item.shape != "cylinder" else 0.0
-        tr.add(t_mid, 1e9, fall_pose(item, x_drop, carry_cup + sp.top, 0.0, x_drop + rng.uniform(0, 4),
-                                     floor_rest, a1, t_mid, min(0.45, 0.12 * D)))
-        return Plan(g, tracks, t_mid + min(0.45, 0.12 * D) + 0.1, D)
-
+        return _plan_drop(rng, s, t_grab)
     if mode == "placed_outside":
-        sp = item.sprite()
-        x_out = min(dx1 + 3 + sp.left, W - 2 - sp.right)
-        g.add(T["transit"][1], x_out, carry_cup)
-        place_cup = floor_rest - sp.bottom - sp.top - 1
-        g.add(T["lower"][1], x_out, place_cup)
-        g.add(T["rel"][1], x_out, place_cup - 4)
-        g.add(T["up"][1], x_out - rng.uniform(0, 20), home_y)
-        t_rel = T["rel"][0] + 0.3 * (T["rel"][1] - T["rel"][0])
-        tr.add(t_grab, t_rel, attached_pose(item, g))
-        tr.add(t_rel, 1e9, rest_pose(item, x_out, floor_rest))
-        return Plan(g, tracks, T["lower"][1], D)
-
+        return _plan_outside(rng, s, t_grab)
     if mode == "collision_knockout":
-        sp = item.sprite()
-        low_cup = rim + 10 - sp.bottom - sp.top   # item bottom 10 px below the rim
-        x_app = dx0 - sp.right - 22
-        x_hit = dx0 - sp.right - 1
-        tA = T["transit"][0] + 0.55 * (T["transit"][1] - T["transit"][0])
-        g.add(tA, x_app, carry_cup)
-        g.add(T["transit"][1], x_app, low_cup)       # lowered too early, beside the tote
-        t_hit = T["lower"][0] + 0.6 * (T["lower"][1] - T["lower"][0])
-        g.add(t_hit, x_hit, low_cup)
-        fall = min(0.35, 0.1 * D)
-        hold = max(0.4, min(max(0.7, 0.18 * D), 0.9 * D - fall - t_hit))
-        t_knock = t_hit + hold
-        g.add(t_knock, x_hit - 3, low_cup - 2)
-        g.add(t_knock + 0.12 * D, x_hit - 6, carry_cup)
-        g.add(t_knock + 0.24 * D, dst_cx, carry_cup)
-        tr.add(t_grab, t_hit, attached_pose(item, g))
-        tilt = float(rng.uniform(24, 36))   # pushed back: top tilts away from the wall
-
-        def tilting(t, t_hit=t_hit):
-            s = smooth((t - t_hit) / 0.25)
-            gx, gy = g.at(t)
-            a = -tilt * s
-            spa = item.sprite(a)
-            return gx - 3 * s, gy + spa.top - 2 * s, a, False
-        tr.add(t_hit, t_knock, tilting)
-        spa = item.sprite(-tilt)
-        x0, _ = g.at(t_knock)
-        a1 = -90.0 if item.shape in ("box", "bag") else (-120.0 if item.shape == "wedge" else 0.0)
-        sp1 = item.sprite(a1)
-        x1 = dx0 - sp1.right - 2
-        y0c = low_cup + spa.top
-        tr.add(t_knock, 1e9, fall_pose(item, x0 - 3, y0c, -tilt, x1, floor_rest, a1, t_knock, fall))
-        return Plan(g, tracks, t_hit + 0.5 * hold, D)
-
+        return _plan_collision(rng, s, t_grab)
     raise ValueError(mode)
 
 
@@ -792,19 +856,9 @@ X264_ARGS = ["-an", "-c:v", "libx264", "-threads", "1", "-preset", "veryfast", "
              "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:v", "+bitexact"]
 
 
-def encode_mp4(frames: np.ndarray, fps: int, path: str, crf: int) -> None:
-    """One clip, frames piped to one ffmpeg."""
-    cmd = [FFMPEG, "-hide_banner", "-nostdin", "-v", "error", "-y",
-           "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{W}x{H}", "-r", str(fps), "-i", "pipe:0",
-           *X264_ARGS, "-crf", str(crf), path]
-    r = subprocess.run(cmd, input=frames.tobytes(), capture_output=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"ffmpeg failed for {path}: {r.stderr.decode(errors='replace')[-400:]}")
-
-
 def encode_batch(jobs: list, crf: int, tmpdir: str) -> None:
-    """Several clips in one ffmpeg run (one independent x264 per output: the bytes are the
-    same as encode_mp4's, only the process start-up is shared). jobs: [(frames, fps, path)]."""
+    """Several clips in one ffmpeg run: one independent x264 per output, so each clip's bytes
+    are those of a run of its own; only the process start-up is shared. jobs: [(frames, fps, path)]."""
     cmd = [FFMPEG, "-hide_banner", "-nostdin", "-v", "error", "-y"]
     raws = []
     for k, (frames, fps, path) in enumerate(jobs):

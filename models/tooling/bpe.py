@@ -230,14 +230,3 @@ class ByteLevelBPE:
             },
         }
         return json.dumps(doc, ensure_ascii=False, indent=1) + "\n"
-
-    @classmethod
-    def from_hf_json(cls, text: str) -> "ByteLevelBPE":
-        doc = json.loads(text)
-        vocab_map = doc["model"]["vocab"]
-        vocab: List[Optional[str]] = [None] * len(vocab_map)
-        for t, i in vocab_map.items():
-            vocab[i] = t
-        merges = [tuple(m.split(" ", 1)) for m in doc["model"]["merges"]]
-        specials = {a["content"]: a["id"] for a in doc["added_tokens"]}
-        return cls(vocab, merges, specials)  # type: ignore[arg-type]

@@ -62,7 +62,7 @@ if [ "${SKIP_EVAL:-0}" != 1 ]; then
       --options '{"max_rounds":1}'
   fi
   "$PY" models/tooling/report.py --train-report "$WORK/ckpt/train-report.json" \
-    --ts-eval "$WORK/eval-armor/eval-report.json" --manifest "$WORK/heldout/manifest.jsonl" \
+    --ts-eval "$WORK/eval-armor/eval-report.json" \
     $( [ -f "$WORK/eval-mtl/eval-report.json" ] && echo --ts-eval-r0 "$WORK/eval-mtl/eval-report.json" ) \
     > "$WORK/report-tables.md"
   echo "tables for models/armor-tiny/REPORT.md: $WORK/report-tables.md"

@@ -3,54 +3,18 @@
 file(s) and the eval-report.json of `armor-serve eval` on the exported bundle.
 
     /usr/bin/python3 models/tooling/report.py --train-report A.json [B.json ...] \\
-        --ts-eval EVAL_DIR/eval-report.json [--ts-eval-r0 EVAL_R0_DIR/eval-report.json] \\
-        [--manifest HELDOUT/manifest.jsonl] > tables.md
+        --ts-eval EVAL_DIR/eval-report.json [--ts-eval-r0 EVAL_R0_DIR/eval-report.json] > tables.md
 
-Prints markdown tables (data, hyperparameters, comparison, per-round curve, per mode); the
-prose of REPORT.md around them is written by hand.
+Prints markdown tables (data, hyperparameters, comparison, grounding, per-round curve, per
+mode); the prose of REPORT.md around them is written by hand. Grounding (item, colour and
+failure mode named) is read from the eval reports, which compute it with the word rules of
+src/eval/grounding.ts; it is not computed again here.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
-from typing import Dict, List, Optional
-
-# The explanation templates of models/data/generate_episodes.py, told apart by their
-# words: does an explanation name the outcome it should? Checked against every
-# reference explanation, so a template change that breaks a rule fails loudly.
-MODE_RULES = [
-    ("damaged_item", r"\b(tore|torn|ripped|damaged)\b"),
-    ("multi_pick", r"two items|double pick|second item|\bboth\b"),
-    ("collision_knockout", r"\b(hit|collided)\b"),
-    ("drop_in_transit", r"\b(halfway|midway)\b"),
-    ("placed_outside", r"outside|next to the destination tote instead"),
-    ("grasp_miss", r"missed|rose without|rose empty|lifted nothing|never left|stayed in|still in"),
-    ("success", r"inside the destination|succeeded"),
-]
-
-
-def named_mode(text: str) -> Optional[str]:
-    t = text.lower()
-    return next((m for m, rule in MODE_RULES if re.search(rule, t)), None)
-
-
-def grounding(ev: Dict, items: Dict[str, str]) -> Dict:
-    """Share of explanations that name the episode's outcome (failures only, and all) and
-    its item ("purple cylinder"), from an eval-report.json and the manifest's items."""
-    eps: List[Dict] = ev["per_episode"]
-    for e in eps:
-        assert named_mode(e["reference"]) == e["failure_mode"], f"rule misses the reference of {e['id']}"
-    fails = [e for e in eps if e["failure_mode"] != "success"]
-    hit = lambda e: named_mode(e["explanation"] or "") == e["failure_mode"]  # noqa: E731
-    per_mode: Dict[str, List[int]] = {}
-    for e in eps:
-        per_mode.setdefault(e["failure_mode"], []).append(int(hit(e)))
-    return dict(failure_mode_named=sum(map(hit, fails)) / max(1, len(fails)),
-                outcome_named=sum(map(hit, eps)) / max(1, len(eps)),
-                item_named=sum(items.get(e["id"], "\0") in (e["explanation"] or "").lower() for e in eps) / max(1, len(eps)),
-                per_mode={m: sum(v) / len(v) for m, v in sorted(per_mode.items())})
 
 
 def f3(x):
@@ -62,7 +26,6 @@ def main(argv=None) -> int:
     ap.add_argument("--train-report", nargs="+", required=True)
     ap.add_argument("--ts-eval")
     ap.add_argument("--ts-eval-r0", help="armor-serve eval of the mtl baseline bundle with max_rounds 1")
-    ap.add_argument("--manifest", help="the held-out manifest.jsonl (items, for the grounding table)")
     a = ap.parse_args(argv)
     variants, base, reports = {}, None, []
     for p in a.train_report:
@@ -78,7 +41,7 @@ def main(argv=None) -> int:
             f"| held-out ({d['heldout']}) | {d['n_heldout']} | all have a reference | | |", ""]
     out += ["## Hyperparameters", "", "| name | value |", "|---|---|"]
     out += [f"| {k} | {json.dumps(v)} |" for k, v in base["hyperparameters"].items()]
-    out += [f"| threads | {base['threads']} |", f"| parameters | {base.get('params', '-'):,} |", ""]
+    out += [f"| threads | {base['threads']} |", f"| parameters | {format(base['params'], ',') if 'params' in base else '-'} |", ""]
     w = next((r["vision_warmup"] for r in reports if "vision_warmup" in r), None)
     if w:
         out += ["## Vision warm-up (shared by every variant)", "",
@@ -113,28 +76,28 @@ def main(argv=None) -> int:
             dd = e["detection"]
             out.append(f"| {label} | {f3(dd['accuracy'])} | {f3(dd['failure_precision'])} | {f3(dd['failure_recall'])} | "
                        f"{f3(e['rouge_l']['mean'])} | {f3(e['rounds_used_mean'])} |")
-        if a.manifest:
-            with open(a.manifest) as f:
-                items = {r["id"]: r["item"] for r in map(json.loads, filter(str.strip, f))}
-            out += ["", "Grounding: does the explanation name what happened? (rules on the generator's templates)", "",
-                    "| model | failure mode named (failures) | outcome named (all) | item named |", "|---|---:|---:|---:|"]
-            gs = [(label, grounding(e, items)) for label, e in rows]
-            for label, g in gs:
-                out.append(f"| {label} | {f3(g['failure_mode_named'])} | {f3(g['outcome_named'])} | {f3(g['item_named'])} |")
-            modes = list(gs[0][1]["per_mode"])
-            out += ["", "| model | " + " | ".join(modes) + " |", "|---|" + "---:|" * len(modes)]
-            for label, g in gs:
-                out.append(f"| {label} | " + " | ".join(f3(g["per_mode"][m]) for m in modes) + " |")
+        out += ["", "Grounding (src/eval/grounding.ts: word rules over the generator's vocabulary)", "",
+                "| model | item named | colour named | failure mode named (failed picks) | references the rules read right |",
+                "|---|---:|---:|---:|---:|"]
+        for label, e in rows:
+            g = e["grounding"]
+            out.append(f"| {label} | {f3(g['item_named'])} | {f3(g['colour_named'])} | {f3(g['failure_mode_named'])} | "
+                       f"{f3(e['mode_rule_agreement'])} |")
         out += ["", "Per round (served algorithm; answer with max_rounds = round + 1):", "",
-                "| round | accuracy | ROUGE-L | episodes reaching it | accuracy (round only) | ROUGE-L (round only) |",
-                "|---|---:|---:|---:|---:|---:|"]
+                "| round | accuracy | ROUGE-L | item named | mode named | episodes reaching it | accuracy (round only) | "
+                "ROUGE-L (round only) | item named (round only) | mode named (round only) |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for p in t["per_round"]:
             ro = p["round_only"]
-            out.append(f"| {p['round']} | {f3(p['accuracy'])} | {f3(p['rouge_l'])} | {ro['episodes']} | "
-                       f"{f3(ro['accuracy'])} | {f3(ro['rouge_l'])} |")
-        out += ["", "Per failure mode (served):", "", "| mode | episodes | accuracy | ROUGE-L |", "|---|---:|---:|---:|"]
+            out.append(f"| {p['round']} | {f3(p['accuracy'])} | {f3(p['rouge_l'])} | {f3(p['grounding']['item_named'])} | "
+                       f"{f3(p['grounding']['failure_mode_named'])} | {ro['episodes']} | {f3(ro['accuracy'])} | "
+                       f"{f3(ro['rouge_l'])} | {f3(ro['grounding']['item_named'])} | {f3(ro['grounding']['failure_mode_named'])} |")
+        out += ["", "Per failure mode (served):", "", "| mode | episodes | accuracy | ROUGE-L | item named | colour named | mode named |",
+                "|---|---:|---:|---:|---:|---:|---:|"]
         for m, s in t["per_mode"].items():
-            out.append(f"| {m} | {s['episodes']} | {f3(s['accuracy'])} | {f3(s['rouge_l'])} |")
+            g = s["grounding"]
+            out.append(f"| {m} | {s['episodes']} | {f3(s['accuracy'])} | {f3(s['rouge_l'])} | {f3(g['item_named'])} | "
+                       f"{f3(g['colour_named'])} | {f3(g['failure_mode_named'])} |")
     if "armor" in variants and "heldout" in variants["armor"]:
         out += ["", "## Per-round curve, ARMOR (Python reference, greedy, no early stop)", "",
                 "| round | detection acc | failure P | failure R | ROUGE-L |", "|---|---:|---:|---:|---:|"]

@@ -111,7 +111,7 @@ def vision_warmup(model: Armor, eps: List[Episode], pm: PixelMaker, hp: Dict, se
         opt.step()
         sched.step()
         loss_sum += float(loss)
-        acc_sum += float(((out[:, 0] >= 0).float() == y).float().mean())
+        acc_sum += float(((out[:, 0] >= 0).float() == y).float().mean())  # the discarded readout's own 0.5
         n += 1
         if (step + 1) % 250 == 0 or step + 1 == total:
             rec = dict(steps=step + 1, loss=round(loss_sum / n, 4), train_acc=round(acc_sum / n, 4),
@@ -135,6 +135,8 @@ class Trainer:
         self.run = Runner(self.model, manifest, self.prompter)
         self.tok = tok
         self.names = manifest["labels"]["names"]
+        t = manifest["labels"]["threshold"]
+        self.threshold_logit = math.log(t / (1.0 - t))
         self.rng = np.random.default_rng([seed, 17])  # masking draws
         self.gen = torch.Generator().manual_seed(seed + 1)  # rollout sampling
         self.rollouts: Dict[str, List[Dict]] = {}
@@ -303,7 +305,8 @@ class Trainer:
             pre = self.run.prefix(b)
             s = self.prompter.suffix(0, None, None)
             _, _, logit, _ = self.run.suffix_pass(pre, list(range(len(b))), [s] * len(b), [len(s)] * len(b))
-            ok += sum(int((logit[i] >= 0) == (e.label == 1)) for i, e in enumerate(b))
+            # the served decision: p_fail >= the manifest's threshold, as a logit
+            ok += sum(int((logit[i] >= self.threshold_logit) == (e.label == 1)) for i, e in enumerate(b))
         return ok / len(eps)
 
     @torch.no_grad()

@@ -30,7 +30,8 @@ def rouge_l(cand: str, ref: str) -> float:
 def detection_metrics(pred: Sequence[int], gold: Sequence[int]) -> Dict:
     tp = sum(1 for p, g in zip(pred, gold) if p == 1 and g == 1)
     fp = sum(1 for p, g in zip(pred, gold) if p == 1 and g == 0)
-    fn = sum(1 for p, g in zip(pred, gold) if p == 0 and g == 1)
+    # an unparsable SFT answer (-1) on a failed pick is a miss too
+    fn = sum(1 for p, g in zip(pred, gold) if p != 1 and g == 1)
     acc = sum(1 for p, g in zip(pred, gold) if p == g) / max(1, len(gold))
     return dict(accuracy=acc, failure_precision=tp / max(1, tp + fp), failure_recall=tp / max(1, tp + fn))
 

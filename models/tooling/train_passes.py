@@ -61,10 +61,6 @@ class Prefix:
     def __init__(self, presents, fsum, n, mask, next_pos):
         self.presents, self.fsum, self.n, self.mask, self.next_pos = presents, fsum, n, mask, next_pos
 
-    def detached(self) -> "Prefix":
-        return Prefix([(k.detach(), v.detach()) for k, v in self.presents], self.fsum.detach(), self.n,
-                      self.mask, self.next_pos)
-
 
 class Runner:
     def __init__(self, model: Armor, manifest: Dict, prompter: Prompter):
