@@ -217,6 +217,11 @@ t.test('shouldStop and selectCandidate', async (t) => {
   t.ok(shouldStop(1, 1.0, 1.0, 0.01), 'no improvement stops');
   t.ok(shouldStop(1, 0.995, 1.0, 0.01), 'improvement within epsilon stops');
   t.notOk(shouldStop(1, 0.98, 1.0, 0.01), 'improvement beyond epsilon continues');
+  // A trained model's C is ~0.03: an absolute 0.01 is a third of it, a relative 0.1 a tenth.
+  t.ok(shouldStop(1, 0.029, 0.03, 0.01), 'absolute epsilon: a 3% gain stops');
+  t.notOk(shouldStop(1, 0.025, 0.03, 0, 0.1), 'relative epsilon 0.1: a 17% gain continues');
+  t.ok(shouldStop(1, 0.0285, 0.03, 0, 0.1), 'relative epsilon 0.1: a 5% gain stops');
+  t.ok(shouldStop(1, 0.025, 0.03, 0.01, 0.1), 'the larger margin of the two applies');
   const cand = (round: number, trajectory: number, c: number) => ({ round, trajectory, c }) as Candidate;
   t.match(selectCandidate([cand(0, 0, 0.5), cand(0, 1, 0.2), cand(1, 0, 0.3)]), { round: 0, trajectory: 1 });
   t.match(selectCandidate([cand(1, 0, 0.2), cand(0, 2, 0.2), cand(0, 1, 0.2)]), { round: 0, trajectory: 1 }, 'ties: earlier round, lower trajectory');

@@ -364,7 +364,8 @@ class ReferenceEngine:
             rounds.append(cands)
             if t >= 1:
                 best_before = min(c["c"] for r in rounds[:-1] for c in r)
-                if min(c["c"] for c in cands) >= best_before - opt["epsilon"]:
+                margin = max(opt["epsilon"], opt.get("epsilon_relative", 0.0) * best_before)
+                if min(c["c"] for c in cands) >= best_before - margin:
                     stop_reason = "converged"
                     break
         best = None

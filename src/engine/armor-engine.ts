@@ -47,6 +47,7 @@ export function defaultOptions(defaults: RefinementDefaults, seed = 0): Refineme
     maxRounds: defaults.max_rounds,
     lambda: defaults.lambda,
     epsilon: defaults.epsilon,
+    epsilonRelative: defaults.epsilon_relative ?? 0,
     temperature: defaults.temperature,
     topP: defaults.top_p,
     maxNewTokens: defaults.max_new_tokens,
@@ -185,7 +186,7 @@ export class ArmorEngine {
       });
       const minC = Math.min(...candidates.map((c) => c.c));
       rounds.push({ round, suffixIds: requests.map((r) => r.suffixIds), candidates, minC, timeMs: roundMs });
-      if (shouldStop(round, minC, best, options.epsilon)) {
+      if (shouldStop(round, minC, best, options.epsilon, options.epsilonRelative)) {
         stopReason = 'converged';
         break;
       }

@@ -14,6 +14,8 @@ export interface RefinementOptions {
   maxRounds: number;
   lambda: number;
   epsilon: number;
+  /** Stop also when a round improves the best C by at most this fraction of it (the manifest's epsilon_relative; 0 when absent). */
+  epsilonRelative?: number;
   temperature: number;
   topP: number;
   maxNewTokens: number;

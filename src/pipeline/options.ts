@@ -87,6 +87,7 @@ export function resolveOptions(request: RequestOptions, defaults: RefinementDefa
     maxRounds: Math.min(request.max_rounds ?? defaults.max_rounds, caps.maxRounds),
     lambda: defaults.lambda,
     epsilon: defaults.epsilon,
+    epsilonRelative: defaults.epsilon_relative ?? 0,
     temperature: request.temperature ?? defaults.temperature,
     topP: request.top_p ?? defaults.top_p,
     maxNewTokens: Math.min(request.max_new_tokens ?? defaults.max_new_tokens, caps.maxNewTokens),

@@ -63,6 +63,8 @@ export interface RefinementDefaults {
   max_rounds: number;
   lambda: number;
   epsilon: number;
+  /** Optional: the stopping margin as a fraction of the best C so far (see shouldStop). */
+  epsilon_relative?: number;
   temperature: number;
   top_p: number;
   max_new_tokens: number;
