@@ -78,6 +78,11 @@ export function renderList(main, params, onNavigate) {
   let stopped = false;
 
   async function loadList() {
+    // A hidden tab does not poll (an operator's open tabs would eat the key's rate limit).
+    if (document.hidden && lastShown !== '') {
+      if (!cursor && !stopped) timer = setTimeout(loadList, REFRESH_MS);
+      return;
+    }
     try {
       const page = await getJson(`/v1/episodes${listQuery}`);
       const key = JSON.stringify(page.items.map((e) => [e.id, e.updated_at, e.human_label]));
