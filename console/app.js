@@ -5,14 +5,16 @@ import { renderList } from './list.js';
 
 const main = document.getElementById('main');
 let leave = () => {};
+let view = 0;
 
 function route() {
   leave();
   leave = () => {};
+  const mine = ++view;
   const hash = location.hash.replace(/^#/, '') || '/';
   const m = /^\/episodes\/([^?]+)$/.exec(hash);
   if (m) {
-    void renderEpisode(main, decodeURIComponent(m[1]));
+    void renderEpisode(main, decodeURIComponent(m[1]), () => view === mine);
     return;
   }
   const q = hash.indexOf('?');

@@ -75,7 +75,9 @@ function frames(episode) {
   api(`/v1/episodes/${encodeURIComponent(episode.id)}/frames`)
     .then(async (res) => {
       const n = res.headers.get('x-armor-frames');
-      img.src = URL.createObjectURL(await res.blob());
+      const url = URL.createObjectURL(await res.blob());
+      img.addEventListener('load', () => URL.revokeObjectURL(url), { once: true }); // the decoded image stays; the blob goes
+      img.src = url;
       caption.textContent = episode.result?.input.kind === 'tiles' ? `${episode.result.input.views} views, tiled as the model saw them` : `${n} frames sampled from the video, in order, as the model saw them`;
     })
     .catch((err) => (caption.textContent = `Could not load the frames: ${err.message}`));
@@ -141,15 +143,17 @@ function labels(episode) {
   return box;
 }
 
-export async function renderEpisode(main, id) {
+/** `current()`: whether this view is still the one shown (the operator may have moved on while it loaded). */
+export async function renderEpisode(main, id, current = () => true) {
   main.replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
   let episode;
   try {
     episode = await getJson(`/v1/episodes/${encodeURIComponent(id)}`);
   } catch (err) {
-    main.replaceChildren(h('p', { class: 'error' }, `Could not load episode ${id}: ${err.message}`));
+    if (current()) main.replaceChildren(h('p', { class: 'error' }, `Could not load episode ${id}: ${err.message}`));
     return;
   }
+  if (!current()) return;
   const r = episode.result;
   main.replaceChildren(
     h('p', {}, h('a', { href: '#/' }, '← Episodes')),

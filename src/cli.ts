@@ -170,7 +170,7 @@ async function exportSet(argv: string[]): Promise<number> {
   const config = loadConfig();
   const { openStore } = await import('./store/index.js');
   const { exportEpisodes } = await import('./jobs/index.js');
-  // Reading only: no claims are recovered, so a running server's work is left alone.
+  // No claims are recovered here (only the server does that), so a running server's work is left alone.
   const store = await openStore(config.store);
   try {
     const out = path.resolve(values.out);

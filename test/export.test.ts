@@ -1,11 +1,11 @@
 // `armor-serve export` as a function over a real store: which episodes go out, with which
 // label, under which file names, in the manifest format the eval and the training read.
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { readDataset } from '../src/eval/dataset.js';
 import { exportEpisodes, MediaRetention } from '../src/jobs/index.js';
-import type { NewEpisode } from '../src/store/index.js';
+import { openStore, type NewEpisode } from '../src/store/index.js';
 import { FIXTURES } from './helpers.js';
 import { sqliteStore } from './support/stores.js';
 
@@ -81,4 +81,25 @@ t.test('the retention sweep removes uploads of episodes finished longer ago than
   t.equal(await retention.sweep(), 1);
   t.equal(await store.hasMedia('e'), false);
   t.same(logged, [{ files: 1 }], 'logged');
+});
+
+t.test('with the retention turned off, what an earlier retention kept goes at start', async (t) => {
+  const before = await sqliteStore({ mediaRetentionMs: 86_400_000 });
+  const dir = before.dir as string;
+  const e = (id: string): NewEpisode => ({ id, cellId: null, task: 't', mode: 'sync', mediaSha256: id.padEnd(64, '0'), mediaKind: 'video', options: {}, media: [{ name: 'v', bytes: new Uint8Array([1]) }], owner: { id: OWNER, leaseMs: 60_000 } });
+  await before.store.createEpisode(e('kept'));
+  await before.store.finishEpisode('kept', OWNER, { status: 'succeeded', result: {}, label: 'success' }, []);
+  await before.store.createEpisode({ ...e('queued'), mode: 'async', owner: undefined });
+  await before.store.close();
+  const store = await openStore({ dataDir: dir, mediaRetentionMs: 0 });
+  t.teardown(async () => {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  t.equal(await store.hasMedia('kept'), true, 'kept by the earlier retention');
+  const retention = new MediaRetention(store, 0, { info: () => {}, warn: () => {} });
+  retention.start();
+  await t.resolveMatch((async () => { for (let i = 0; i < 50 && (await store.hasMedia('kept')); i++) await new Promise((r) => setTimeout(r, 20)); return store.hasMedia('kept'); })(), false, 'removed at start');
+  retention.stop();
+  t.equal(await store.hasMedia('queued'), true, 'a queued episode keeps its media');
 });

@@ -18,6 +18,13 @@ export const MODE_RULES: ReadonlyArray<readonly [string, RegExp]> = [
   ['success', /inside the destination|succeeded/],
 ];
 
+const RULED = new Set(MODE_RULES.map(([mode]) => mode));
+
+/** Whether the rules can tell this mode from an explanation. */
+export function ruledMode(mode: string | undefined): mode is string {
+  return mode !== undefined && RULED.has(mode);
+}
+
 /** The outcome an explanation names, if any. */
 export function namedMode(text: string): string | undefined {
   const t = text.toLowerCase();
@@ -61,7 +68,8 @@ const share = (hits: boolean[]) => (hits.length ? hits.filter(Boolean).length / 
 
 export function grounding(answers: Graded[]): Grounding {
   const withItem = answers.filter((a): a is Graded & { item: string } => a.item !== undefined);
-  const failed = answers.filter((a) => a.failureMode !== undefined && a.failureMode !== 'success' && a.failureMode !== 'failure');
+  // Only the modes the rules know (an operator may name others, e.g. wrong_item).
+  const failed = answers.filter((a) => a.failureMode !== undefined && a.failureMode !== 'success' && RULED.has(a.failureMode));
   return {
     item_named: share(withItem.map((a) => namesItem(a.explanation, a.item))),
     colour_named: share(withItem.map((a) => namesColour(a.explanation, a.item))),

@@ -1,7 +1,7 @@
 // Evaluation metrics over analysed episodes, and their markdown rendering.
 import type { EpisodeResponse } from '../pipeline/index.js';
 import type { LabelledEpisode } from './dataset.js';
-import { grounding, namedMode, type Grounding } from './grounding.js';
+import { grounding, namedMode, ruledMode, type Grounding } from './grounding.js';
 import { rougeL } from './rouge.js';
 
 export interface EpisodeOutcome {
@@ -84,7 +84,7 @@ function score(pairs: { episode: LabelledEpisode; answer: Answer }[]): Score {
 }
 
 function modeRuleAgreement(episodes: LabelledEpisode[]): number | null {
-  const checked = episodes.filter((e) => e.explanation !== undefined && e.failureMode !== undefined && e.failureMode !== 'failure');
+  const checked = episodes.filter((e) => e.explanation !== undefined && ruledMode(e.failureMode));
   return checked.length ? checked.filter((e) => namedMode(e.explanation as string) === e.failureMode).length / checked.length : null;
 }
 

@@ -3,8 +3,9 @@
 // explanation makes an episode dense; a label alone keeps it sparse, as in the ARMOR paper.
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { sniffMedia, type EpisodeResponse } from '../pipeline/index.js';
+import { SNIFF_BYTES, sniffMedia, type EpisodeResponse } from '../pipeline/index.js';
 import type { EpisodeRecord, EpisodeStore, LabelRecord } from '../store/index.js';
+import { safeFileName } from './stored-media.js';
 
 export interface ExportOptions {
   outDir: string;
@@ -42,10 +43,6 @@ export interface ManifestLine {
 
 const EXTENSIONS: Record<string, string> = { mp4: '.mp4', webm: '.webm', matroska: '.mkv', jpeg: '.jpg', png: '.png' };
 const PAGE = 200;
-
-function fileStem(id: string): string {
-  return id.replace(/[^A-Za-z0-9._-]/g, '_');
-}
 
 function manifestLine(e: EpisodeRecord, label: LabelRecord | undefined, files: string[]): ManifestLine {
   const result = e.result as EpisodeResponse;
@@ -91,12 +88,12 @@ export async function exportEpisodes(store: EpisodeStore, o: ExportOptions): Pro
         continue;
       }
       // Ids differ only in characters a file name cannot hold: keep both.
-      let stem = fileStem(e.id);
+      let stem = safeFileName(e.id);
       while (stems.has(stem)) stem += '_';
       stems.add(stem);
       const files: string[] = [];
       for (const [i, m] of media.entries()) {
-        const ext = EXTENSIONS[sniffMedia(m.bytes.subarray(0, 64))] ?? '.bin';
+        const ext = EXTENSIONS[sniffMedia(m.bytes.subarray(0, SNIFF_BYTES))] ?? '.bin';
         const name = e.mediaKind === 'video' ? `${stem}${ext}` : `${stem}-view${i + 1}${ext}`;
         await writeFile(path.join(o.outDir, name), m.bytes);
         files.push(name);

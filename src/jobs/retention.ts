@@ -13,7 +13,12 @@ export class MediaRetention {
 
   /** Sweeps now, then every `everyMs` (default: a tenth of the retention, between 1 min and 1 h). */
   start(everyMs = Math.min(3_600_000, Math.max(60_000, this.retentionMs / 10))): void {
-    if (this.retentionMs <= 0 || this.timer) return;
+    if (this.timer) return;
+    // Retention off: media goes as episodes finish; what an earlier retention kept goes now.
+    if (this.retentionMs <= 0) {
+      void this.sweep();
+      return;
+    }
     void this.sweep();
     this.timer = setInterval(() => void this.sweep(), everyMs);
     this.timer.unref();

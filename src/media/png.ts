@@ -1,7 +1,11 @@
 // RGB frames as images for people: a contact sheet of the frames the model saw, written as a
 // PNG (lossless, so the console shows exactly those pixels). zlib is Node's; the rest is the
 // PNG format's few fixed fields.
-import { deflateSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { deflate } from 'node:zlib';
+
+// Off the event loop: a sheet of many frames is megabytes to compress.
+const deflateAsync = promisify(deflate);
 
 const SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
@@ -31,7 +35,7 @@ function chunk(type: string, data: Uint8Array): Buffer {
 }
 
 /** An 8-bit RGB PNG of an HWC image. */
-export function encodePng(rgb: Uint8Array, width: number, height: number): Buffer {
+export async function encodePng(rgb: Uint8Array, width: number, height: number): Promise<Buffer> {
   if (!(Number.isInteger(width) && Number.isInteger(height) && width > 0 && height > 0) || rgb.length !== width * height * 3) {
     throw new RangeError(`encodePng: ${rgb.length} bytes is not ${width}x${height}x3`);
   }
@@ -44,7 +48,8 @@ export function encodePng(rgb: Uint8Array, width: number, height: number): Buffe
   // Each scanline starts with its filter byte (0: none).
   const raw = Buffer.alloc(height * (stride + 1));
   for (let y = 0; y < height; y++) raw.set(rgb.subarray(y * stride, (y + 1) * stride), y * (stride + 1) + 1);
-  return Buffer.concat([SIGNATURE, chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw, { level: 6 })), chunk('IEND', new Uint8Array(0))]);
+  const idat = await deflateAsync(raw, { level: 6 });
+  return Buffer.concat([SIGNATURE, chunk('IHDR', ihdr), chunk('IDAT', idat), chunk('IEND', new Uint8Array(0))]);
 }
 
 export interface ContactSheet {

@@ -119,7 +119,14 @@ export class EpisodePipeline {
    * operator sees what the model saw; it waits for a media slot like any episode.
    */
   async framesPng(media: EpisodeMedia, signal?: AbortSignal): Promise<{ png: Buffer; frames: number; width: number; height: number; columns: number }> {
-    const release = await this.mediaSlots.acquire(signal ?? AbortSignal.timeout(this.config.media.timeoutMs));
+    let release: () => void;
+    try {
+      release = await this.mediaSlots.acquire(signal ?? AbortSignal.timeout(this.config.media.timeoutMs));
+    } catch {
+      throw signal?.aborted
+        ? new PipelineError('client_closed', 'the request was aborted', 499)
+        : unavailable('media_unavailable', 'every media slot stayed busy; retry later', 2);
+    }
     let loaded: LoadedMedia;
     try {
       loaded = await this.loadMedia(media, '', signal);
@@ -127,7 +134,7 @@ export class EpisodePipeline {
       release();
     }
     const sheet = contactSheet(loaded.input.frames);
-    return { png: encodePng(sheet.rgb, sheet.width, sheet.height), frames: loaded.input.frames.count, width: sheet.width, height: sheet.height, columns: sheet.columns };
+    return { png: await encodePng(sheet.rgb, sheet.width, sheet.height), frames: loaded.input.frames.count, width: sheet.width, height: sheet.height, columns: sheet.columns };
   }
 
   private loadMedia(media: EpisodeMedia, task: string, signal?: AbortSignal): Promise<LoadedMedia> {

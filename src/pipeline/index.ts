@@ -11,7 +11,7 @@ import { EpisodePipeline } from './episode-pipeline.js';
 export { EpisodePipeline } from './episode-pipeline.js';
 export type { EpisodeMedia, EpisodeRequest } from './episode-pipeline.js';
 export { PipelineError } from './errors.js';
-export { sniffFile, sniffMedia } from '../media/index.js';
+export { sniffFile, sniffMedia, SNIFF_BYTES } from '../media/index.js';
 export { parseRequestOptions, seedForEpisode, type RequestOptions } from './options.js';
 export type { EpisodeResponse } from './response.js';
 

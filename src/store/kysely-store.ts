@@ -230,7 +230,7 @@ export class KyselyStore implements EpisodeStore {
   }
 
   addLabel(episodeId: string, label: NewLabel): Promise<LabelRecord | undefined> {
-    return review.addLabel(this.db, episodeId, label, this.now());
+    return review.addLabel(this.db, episodeId, label, this.now, this.dialect === 'postgres');
   }
 
   listLabels(episodeId: string): Promise<LabelRecord[]> {

@@ -20,9 +20,11 @@ function toLabel(row: LabelRow): LabelRecord {
   };
 }
 
-export async function addLabel(db: Kysely<Database>, episodeId: string, label: NewLabel, now: number): Promise<LabelRecord | undefined> {
+/** `lockRow`: PostgreSQL, where concurrent labels of one episode must take turns (SQLite has one writer). */
+export async function addLabel(db: Kysely<Database>, episodeId: string, label: NewLabel, now: () => number, lockRow: boolean): Promise<LabelRecord | undefined> {
   return db.transaction().execute(async (trx) => {
-    const episode = await trx.selectFrom('episodes').select(['label']).where('id', '=', episodeId).executeTakeFirst();
+    const query = trx.selectFrom('episodes').select(['label']).where('id', '=', episodeId);
+    const episode = await (lockRow ? query.forUpdate() : query).executeTakeFirst();
     if (!episode) return undefined;
     const row: LabelRow = {
       id: randomUUID(),
@@ -32,7 +34,8 @@ export async function addLabel(db: Kysely<Database>, episodeId: string, label: N
       explanation: label.explanation,
       by: label.by,
       agreed: episode.label === null ? null : episode.label === label.label ? 1 : 0,
-      created_at: now,
+      // Taken under the lock, so the latest label by time is the one on the episode.
+      created_at: now(),
     };
     await trx.insertInto('episode_labels').values(row).execute();
     await trx.updateTable('episodes').set({ human_label: label.label }).where('id', '=', episodeId).execute();

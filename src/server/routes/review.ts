@@ -4,6 +4,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import type { EpisodeRecord, LabelRecord } from '../../store/index.js';
 import { PipelineError } from '../../pipeline/index.js';
+import { unavailable } from '../../pipeline/engine-pool.js';
 import { checkCell, visibleCells } from '../plugins/app/auth.js';
 import { EpisodeParams, iso, Label, LabelList, NewLabelBody, Nullable } from '../schemas/episode.js';
 import { ERROR_CODES, errorResponses } from '../schemas/errors.js';
@@ -122,6 +123,7 @@ export default async function reviewRoutes(app: FastifyInstance): Promise<void> 
       },
     },
     async (request, reply) => {
+      if (app.armor.shuttingDown) throw unavailable('shutting_down', 'the server is shutting down; retry on another instance', 2);
       const episode = await findEpisode(request);
       const aborted = new AbortController();
       const onClose = () => {
@@ -131,11 +133,11 @@ export default async function reviewRoutes(app: FastifyInstance): Promise<void> 
       try {
         const image = await review.frames(episode, aborted.signal);
         if (!image) throw new PipelineError('media_expired', `the media of episode ${episode.id} is no longer stored (ARMOR_MEDIA_RETENTION)`, 404);
-        // The same upload always gives the same frames: cacheable by whoever may read it.
+        // The same upload and model give the same frames: cacheable by whoever may read it.
         return reply
           .type('image/png')
           .header('cache-control', 'private, max-age=86400')
-          .header('etag', `"${episode.mediaSha256}"`)
+          .header('etag', `"${episode.mediaSha256}-${app.armor.pipeline.manifest.name}-${app.armor.pipeline.manifest.version}"`)
           .header('x-armor-frames', String(image.frames))
           .header('x-armor-columns', String(image.columns))
           .send(image.png);
