@@ -141,6 +141,7 @@ t.test('POST /v1/episodes', async (t) => {
     const explanation = String(body.explanation);
     t.match(explanation, /\b(halfway|midway)\b.*\b(fell|dropped|floor)\b|\b(fell|dropped)\b.*\b(halfway|midway)\b/, `names the drop in transit: ${explanation}`);
     t.notMatch(explanation, /placed inside|released inside|set it down inside|pick succeeded/, 'does not describe a success');
+    t.match(explanation, /\bpurple cylinder\b/, 'names the item the task names');
     const labels = (body.rounds as { candidates: { label: string }[] }[]).flatMap((r) => r.candidates.map((c) => c.label));
     t.same([...new Set(labels)], ['failure'], `every candidate in the trace agrees (${labels.length})`);
   });

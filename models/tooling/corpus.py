@@ -8,9 +8,9 @@ outside the generator still tokenise into reasonable pieces. Template words domi
 counts, so they become single tokens and an explanation is ~20-30 ids (max_new_tokens
 stays small, decoding stays cheap). Deterministic: fixed order, no randomness.
 
-The committed corpus_episodes.txt was written from an earlier wording of the success
-templates and is the tokenizer input of the committed model: rewrite it only together
-with retraining (make_default_model.sh reads it as it is).
+make_default_model.sh writes it before training; the committed file is its output and
+the tokenizer input of the committed model (a template change changes the BPE, and so
+every trained weight: retrain with it).
 
     /usr/bin/python3 models/tooling/corpus.py [--out models/tooling/corpus_episodes.txt]
 """

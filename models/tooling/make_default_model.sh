@@ -4,7 +4,8 @@
 #
 #   bash models/tooling/make_default_model.sh [WORK_DIR]     (default WORK_DIR: /tmp/armor-train)
 #
-# Env: TRAIN_COUNT (3000), HELDOUT_COUNT (300), TRAIN_SEED (1), HELDOUT_SEED (777),
+# Env: TRAIN_COUNT (3000), HELDOUT_COUNT (300), TRAIN_SEED (1), HELDOUT_SEED (31337),
+#      DENSE_RATIO (0.25 = sparse:dense, so 80% of the training episodes carry an explanation),
 #      VARIANTS (armor,mtl,sft; "armor" alone skips the baselines), PY (/usr/bin/python3),
 #      SKIP_EVAL (1 skips step 5).
 # Needs ffmpeg/ffprobe, torch, and OpenBLAS: torch on Debian links the system libblas.so.3,
@@ -19,7 +20,8 @@ PY="${PY:-/usr/bin/python3}"
 TRAIN_COUNT="${TRAIN_COUNT:-3000}"
 HELDOUT_COUNT="${HELDOUT_COUNT:-300}"
 TRAIN_SEED="${TRAIN_SEED:-1}"
-HELDOUT_SEED="${HELDOUT_SEED:-777}"
+HELDOUT_SEED="${HELDOUT_SEED:-31337}"
+DENSE_RATIO="${DENSE_RATIO:-0.25}"
 VARIANTS="${VARIANTS:-armor,mtl,sft}"
 cd "$ROOT"
 
@@ -34,13 +36,14 @@ export OPENBLAS_NUM_THREADS=1
 mkdir -p "$WORK"
 # 1. data (deterministic per seed; skipped when already there)
 [ -f "$WORK/train/manifest.jsonl" ] || \
-  "$PY" models/data/generate_episodes.py --out "$WORK/train" --count "$TRAIN_COUNT" --seed "$TRAIN_SEED" --jobs 2
+  "$PY" models/data/generate_episodes.py --out "$WORK/train" --count "$TRAIN_COUNT" --seed "$TRAIN_SEED" \
+    --dense-ratio "$DENSE_RATIO" --jobs 2
 [ -f "$WORK/heldout/manifest.jsonl" ] || \
   "$PY" models/data/generate_episodes.py --out "$WORK/heldout" --count "$HELDOUT_COUNT" --seed "$HELDOUT_SEED" --jobs 2
 
-# 2. tokenizer corpus: models/tooling/corpus_episodes.txt is a committed input, written by
-#    corpus.py from an earlier wording of the success templates; rewriting it changes the
-#    BPE and so every trained weight, so it is read as it is (see models/README.md)
+# 2. tokenizer corpus: the prompt, task and explanation templates of the generator filled
+#    with every item (deterministic; the committed corpus_episodes.txt is this output)
+"$PY" models/tooling/corpus.py --out models/tooling/corpus_episodes.txt
 
 # 3. train (ARMOR and the baselines, held-out comparison in $WORK/ckpt/train-report.json)
 "$PY" models/tooling/train.py --train "$WORK/train" --heldout "$WORK/heldout" \

@@ -8,7 +8,9 @@ file(s) and the eval-report.json of `armor-serve eval` on the exported bundle.
 Prints markdown tables (data, hyperparameters, comparison, grounding, per-round curve, per
 mode); the prose of REPORT.md around them is written by hand. Grounding (item, colour and
 failure mode named) is read from the eval reports, which compute it with the word rules of
-src/eval/grounding.ts; it is not computed again here.
+src/eval/grounding.ts; it is not computed again here. The Python tables carry train.py's
+item check only (the item as whole words, as grounding.ts), which also covers SFT-S+D, a
+model the server cannot run.
 """
 from __future__ import annotations
 
@@ -55,14 +57,15 @@ def main(argv=None) -> int:
         losses = ", ".join(f"{k} {h[k]}" for k in ("bce", "ntp") if k in h)
         out.append(f"| {name} | {v['fit']['steps']} | {v['fit']['seconds']} | {losses} |")
     out += ["", "## Held-out comparison (Python reference, greedy, one trajectory)", "",
-            "| model | rounds | detection acc | failure P | failure R | ROUGE-L |", "|---|---:|---:|---:|---:|---:|"]
+            "| model | rounds | detection acc | failure P | failure R | ROUGE-L | item named |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
     for name, v in variants.items():
         if "heldout" not in v:
             continue
         rs = v["heldout"]["rounds"]
         last = rs[-1]
         out.append(f"| {name} (last round) | {len(rs)} | {f3(last['accuracy'])} | {f3(last['failure_precision'])} | "
-                   f"{f3(last['failure_recall'])} | {f3(last['rouge_l'])} |")
+                   f"{f3(last['failure_recall'])} | {f3(last['rouge_l'])} | {f3(last.get('item_named'))} |")
     if a.ts_eval:
         with open(a.ts_eval) as f:
             t = json.load(f)
@@ -83,6 +86,14 @@ def main(argv=None) -> int:
             g = e["grounding"]
             out.append(f"| {label} | {f3(g['item_named'])} | {f3(g['colour_named'])} | {f3(g['failure_mode_named'])} | "
                        f"{f3(e['mode_rule_agreement'])} |")
+        out += ["", "Selection (lowest C over every candidate) against a perfect choice among the same candidates:", "",
+                "| model | answers taken from round | ROUGE-L of the answer | ROUGE-L of the best candidate (oracle) |",
+                "|---|---|---:|---:|"]
+        for label, e in rows:
+            sel = e.get("selection")
+            if sel:
+                frm = ", ".join(f"{k}: {v}" for k, v in sorted(sel["from_round"].items()))
+                out.append(f"| {label} | {frm} | {f3(e['rouge_l']['mean'])} | {f3(sel['oracle_rouge_l'])} |")
         out += ["", "Per round (served algorithm; answer with max_rounds = round + 1):", "",
                 "| round | accuracy | ROUGE-L | item named | mode named | episodes reaching it | accuracy (round only) | "
                 "ROUGE-L (round only) | item named (round only) | mode named (round only) |",
@@ -100,10 +111,10 @@ def main(argv=None) -> int:
                        f"{f3(g['colour_named'])} | {f3(g['failure_mode_named'])} |")
     if "armor" in variants and "heldout" in variants["armor"]:
         out += ["", "## Per-round curve, ARMOR (Python reference, greedy, no early stop)", "",
-                "| round | detection acc | failure P | failure R | ROUGE-L |", "|---|---:|---:|---:|---:|"]
+                "| round | detection acc | failure P | failure R | ROUGE-L | item named |", "|---|---:|---:|---:|---:|---:|"]
         for i, r in enumerate(variants["armor"]["heldout"]["rounds"]):
             out.append(f"| {i} | {f3(r['accuracy'])} | {f3(r['failure_precision'])} | {f3(r['failure_recall'])} | "
-                       f"{f3(r['rouge_l'])} |")
+                       f"{f3(r['rouge_l'])} | {f3(r.get('item_named'))} |")
     out += ["", "## Per-epoch training losses", "", "| variant | epoch | phase | bce | ntp | seconds |", "|---|---:|---|---:|---:|---:|"]
     for name, v in variants.items():
         for h in v["fit"]["history"]:

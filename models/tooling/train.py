@@ -11,10 +11,11 @@ data sizes, per-epoch losses, timings and the held-out metrics of every variant)
 
 Variants (all trained on the same episodes, same order, same optimiser and schedule):
   armor  ARMOR: multi-task head (BCE on every episode, NTP only where an explanation
-         exists), offline imitation on expert histories with random masking, then online
-         refinement on the model's own T=3-round rollouts.
+         exists), offline imitation (first round0_epochs without history, then expert
+         histories with random masking), then online refinement on the model's own
+         T=3-round rollouts.
   mtl    baseline "multi-task head without refinement": round 0 only (no history), same
-         losses; evaluated at round 0 only.
+         losses and as many epochs; evaluated at round 0 only.
   sft    baseline SFT-S+D: one round, no head; the LM generates "failure: <explanation>" /
          "success: <explanation>" for dense episodes and just the label word for sparse
          ones; detection is parsed from the generated text.
@@ -51,7 +52,7 @@ from armor_model import Armor, count_params  # noqa: E402
 from build import build_tokenizer, make_manifest  # noqa: E402
 from reference import Prompter, preprocess  # noqa: E402
 from train_data import Episode, PixelMaker, frames_cache_key, load_frames, log, make_episodes, rel  # noqa: E402
-from train_metrics import detection_metrics, parse_sft, rouge_l  # noqa: E402
+from train_metrics import detection_metrics, names_item, parse_sft, rouge_l  # noqa: E402
 from train_passes import Prefix, Runner, check_vision, vision_batched  # noqa: E402
 
 
@@ -132,7 +133,7 @@ class Trainer:
         if vision_state is not None:
             self.model.vision.load_state_dict(vision_state)
         self.prompter = Prompter(manifest, tok)
-        self.run = Runner(self.model, manifest, self.prompter)
+        self.run = Runner(self.model, manifest, self.prompter, hp.get("head_grad_scale", 1.0))
         self.tok = tok
         self.names = manifest["labels"]["names"]
         t = manifest["labels"]["threshold"]
@@ -171,12 +172,20 @@ class Trainer:
                 # expert histories with random masking, so the model cannot just copy
                 # the history: the label is flipped with p_flip, the explanation is
                 # dropped (empty ids) with p_drop, and sparse episodes (no expert
-                # explanation) always have an empty one.
+                # explanation) always have an empty one. With history_swap_p, a kept
+                # explanation is replaced by another episode's (another item or outcome):
+                # an expert history that is never wrong teaches round t > 0 to repeat
+                # round t - 1, and the model's own histories are wrong sometimes.
+                swap_p = hp.get("history_swap_p", 0.0)
                 for _ in range(hp["offline_history_states"]):
                     t = int(self.rng.integers(1, hp["rollout_rounds"] + 1))
                     lab = e.label if self.rng.random() >= hp["mask_label_p"] else 1 - e.label
                     drop = self.rng.random() < hp["mask_explanation_p"]
                     ex = e.expl_ids if (e.dense and not drop) else []
+                    if ex and swap_p > 0 and self.rng.random() < swap_p:
+                        others = [o for o in eps if o.dense and o.explanation != e.explanation]
+                        if others:
+                            ex = others[int(self.rng.integers(len(others)))].expl_ids
                     out.append((b, self.prompter.suffix(t, lab, ex), tgt))
         return out
 
@@ -237,8 +246,12 @@ class Trainer:
     def phases(self) -> List:
         hp = self.hp
         if self.variant == "armor":
-            return [("offline", hp["offline_epochs"]), ("online", hp["online_epochs"])]
-        return [("round0", hp["offline_epochs"] + hp["online_epochs"])]
+            # the paper's offline phase first learns initial predictions without history,
+            # then the transitions; round0_epochs > 0 gives the first part its own epochs
+            first = [("round0", hp["round0_epochs"])] if hp.get("round0_epochs", 0) > 0 else []
+            return first + [("offline", hp["offline_epochs"]), ("online", hp["online_epochs"])]
+        # the baselines train as many epochs as ARMOR does, all of them at round 0
+        return [("round0", hp.get("round0_epochs", 0) + hp["offline_epochs"] + hp["online_epochs"])]
 
     def fit(self, eps: List[Episode], val: Optional[List[Episode]] = None) -> Dict:
         hp = self.hp
@@ -318,7 +331,7 @@ class Trainer:
         mx = self.manifest["refinement"]["max_new_tokens"]
         if self.variant == "sft":
             mx = mx + 4  # room for the "failure: " prefix
-        per_round = [dict(pred=[], rouge=[], parsed=0) for _ in range(rounds)]
+        per_round = [dict(pred=[], rouge=[], parsed=0, item=[]) for _ in range(rounds)]
         samples = []
         for k in range(0, len(eps), 32):
             b = eps[k:k + 32]
@@ -336,6 +349,8 @@ class Trainer:
                         lab, expl = o["label"], text
                     per_round[t]["pred"].append(lab)
                     per_round[t]["rouge"].append(rouge_l(expl, e.explanation) if e.explanation else None)
+                    if e.item:
+                        per_round[t]["item"].append(names_item(expl, e.item))
                     if t == rounds - 1 and len(samples) < 12:
                         samples.append(dict(id=e.id, mode=e.mode, gold=e.explanation, pred=text))
         gold = [e.label for e in eps]
@@ -344,6 +359,9 @@ class Trainer:
             d = detection_metrics(per_round[t]["pred"], gold)
             rg = [x for x in per_round[t]["rouge"] if x is not None]
             d["rouge_l"] = sum(rg) / max(1, len(rg))
+            it = per_round[t]["item"]
+            if it:
+                d["item_named"] = sum(it) / len(it)
             if self.variant == "sft":
                 d["parse_rate"] = per_round[t]["parsed"] / len(eps)
             by_mode = {}
@@ -455,7 +473,7 @@ def main(argv=None) -> int:
             entry["heldout_eval_seconds"] = round(time.time() - te, 1)
             for t, r in enumerate(entry["heldout"]["rounds"]):
                 log(f"[{variant}] held-out round {t}: acc {r['accuracy']:.4f} rouge-L {r['rouge_l']:.4f} "
-                    f"P {r['failure_precision']:.3f} R {r['failure_recall']:.3f}")
+                    f"P {r['failure_precision']:.3f} R {r['failure_recall']:.3f} item {r.get('item_named', float('nan')):.3f}")
         report["variants"][variant] = entry
         with open(report_path, "w") as f:
             f.write(json.dumps(report, indent=1) + "\n")

@@ -34,7 +34,7 @@ class Episode:
     """One labelled episode, decoded once, with its prompt prefix precomputed."""
 
     __slots__ = ("id", "kind", "frames", "sample_fps", "task", "label", "mode", "explanation", "dense",
-                 "grid", "n_vision", "prefix", "vstart", "ppos", "next_pos", "expl_ids")
+                 "item", "grid", "n_vision", "prefix", "vstart", "ppos", "next_pos", "expl_ids")
 
 
 def frames_cache_key(manifest_path: str, prep: Dict) -> str:
@@ -84,6 +84,7 @@ def make_episodes(raw: List[Dict], manifest: Dict, prompter: Prompter) -> List[E
         e.mode = rec.get("failure_mode", rec["label"])
         e.explanation = rec.get("explanation") or ""
         e.dense = bool(rec.get("dense")) and bool(e.explanation)
+        e.item = rec.get("item") or ""
         t, h, w = e.frames.shape[:3]
         t_eff = tp if e.kind == "image" else t
         e.grid = (t_eff // tp, h // ps, w // ps)

@@ -43,3 +43,9 @@ def parse_sft(text: str, names: Sequence[str]):
     h = head.strip().lower()
     lab = names.index(h) if h in names else None
     return lab, rest.strip()
+
+
+def names_item(text: str, item: str) -> bool:
+    """The item named as whole words (src/eval/grounding.ts)."""
+    w, it = words(text), words(item)
+    return bool(it) and any(w[i:i + len(it)] == it for i in range(len(w) - len(it) + 1))

@@ -63,8 +63,9 @@ class Prefix:
 
 
 class Runner:
-    def __init__(self, model: Armor, manifest: Dict, prompter: Prompter):
+    def __init__(self, model: Armor, manifest: Dict, prompter: Prompter, head_grad_scale: float = 1.0):
         self.model, self.manifest, self.prompter = model, manifest, prompter
+        self.head_grad_scale = head_grad_scale
         t = manifest["tokens"]
         self.pad, self.eos = t["pad"], set(t["eos"])
         self.eos_id = manifest["tokens"]["eos"][0]  # im_end: what an explanation ends with
@@ -143,6 +144,11 @@ class Runner:
         ssum = self.features(hidden, w)
         n = pre.n.index_select(0, ridx) + torch.tensor(list(n_suffix), dtype=torch.float32)
         mean = (pre.fsum.index_select(0, ridx) + ssum) / n[:, None, None]
+        if self.head_grad_scale != 1.0:
+            # the forward value is unchanged; only the share of the detection loss's
+            # gradient that reaches the shared decoder and vision encoder is scaled
+            s = self.head_grad_scale
+            mean = mean * s + mean.detach() * (1.0 - s)
         return x, presents, model.head(mean), mask
 
     def lm_logits(self, x: torch.Tensor) -> torch.Tensor:

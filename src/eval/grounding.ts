@@ -1,8 +1,8 @@
 // Does an explanation name the right item, its colour, and the right failure? Word rules over
 // the vocabulary of models/data/generate_episodes.py (8 colours, 4 shapes, the templates of
-// the 7 outcomes), the same rules as models/tooling/report.py. Every reference explanation of
-// a generated set satisfies them (reported as `mode_rule_agreement`), so a template change
-// that breaks a rule shows in the report.
+// the 7 outcomes); models/tooling/report.py reads their results from the eval reports.
+// Every reference explanation of a generated set satisfies them (reported as
+// `mode_rule_agreement`), so a template change that breaks a rule shows in the report.
 
 export const COLOURS = ['red', 'blue', 'green', 'yellow', 'orange', 'purple', 'white', 'black'] as const;
 export const SHAPES = ['box', 'cylinder', 'bag', 'wedge'] as const;

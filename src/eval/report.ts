@@ -33,6 +33,13 @@ export interface Score {
   grounding: Grounding;
 }
 
+export interface Selection {
+  /** Answers taken from each round (round -> episodes). */
+  from_round: Record<string, number>;
+  /** Mean ROUGE-L of the best candidate by ROUGE-L among every round's candidates (an oracle; the headroom of selection). */
+  oracle_rouge_l: number | null;
+}
+
 export interface EvalReport {
   data: string;
   model: { name: string; version: string } | null;
@@ -51,6 +58,8 @@ export interface EvalReport {
   mode_rule_agreement: number | null;
   rounds_used_mean: number;
   stop_reasons: Record<string, number>;
+  /** How the lowest-C selection did: which round its answers came from, and the ROUGE-L a perfect choice among the same candidates would reach. */
+  selection: Selection;
   per_round: RoundPoint[];
   per_mode: Record<string, Score>;
   latency_ms: { p50: number; p95: number; mean: number };
@@ -74,6 +83,15 @@ function bestUpTo(result: EpisodeResponse, round: number, only = false): Answer 
     for (const c of r.candidates) if (!best || c.c < best.c) best = c;
   }
   return best && { failure: best.failure, explanation: best.explanation };
+}
+
+function selection(done: { episode: LabelledEpisode; result: EpisodeResponse }[]): Selection {
+  const fromRound: Record<string, number> = {};
+  for (const o of done) fromRound[String(o.result.selected.round)] = (fromRound[String(o.result.selected.round)] ?? 0) + 1;
+  const oracle = done
+    .filter((o) => o.episode.explanation)
+    .map((o) => Math.max(...o.result.rounds.flatMap((r) => r.candidates.map((c) => rougeL(c.explanation, o.episode.explanation as string)))));
+  return { from_round: fromRound, oracle_rouge_l: meanOrNull(oracle) };
 }
 
 function score(pairs: { episode: LabelledEpisode; answer: Answer }[]): Score {
@@ -133,6 +151,7 @@ export function buildReport(data: string, outcomes: EpisodeOutcome[], options: R
     mode_rule_agreement: modeRuleAgreement(outcomes.map((o) => o.episode)),
     rounds_used_mean: mean(done.map((o) => o.result.rounds.length)),
     stop_reasons: stopReasons,
+    selection: selection(done),
     per_round: perRound,
     per_mode: perMode,
     latency_ms: { p50: percentile(latencies, 50), p95: percentile(latencies, 95), mean: mean(latencies) },
@@ -163,6 +182,8 @@ export function renderMarkdown(r: EvalReport): string {
     `| mean rounds used | ${f3(r.rounds_used_mean)} |`,
     `| latency p50 / p95 (ms) | ${r.latency_ms.p50.toFixed(0)} / ${r.latency_ms.p95.toFixed(0)} |`,
     `| stop reasons | ${Object.entries(r.stop_reasons).map(([k, v]) => `${k} ${v}`).join(', ')} |`,
+    `| answers taken from round | ${Object.entries(r.selection.from_round).map(([k, v]) => `${k}: ${v}`).join(', ')} |`,
+    `| ROUGE-L of the best candidate by ROUGE-L (oracle selection) | ${f3(r.selection.oracle_rouge_l)} |`,
     '',
     '## Per round',
     '',

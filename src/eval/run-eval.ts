@@ -60,6 +60,7 @@ export async function runEval(pipeline: EpisodePipeline, options: EvalOptions): 
     predicted: o.result?.detection.label ?? null,
     p_fail: o.result?.detection.probability ?? null,
     rounds: o.result?.rounds.length ?? null,
+    selected_round: o.result?.selected.round ?? null,
     explanation: o.result?.explanation ?? null,
     reference: o.episode.explanation ?? null,
     error: o.error ?? null,
