@@ -15,7 +15,7 @@ type Body = { stop_reason?: string; rounds?: unknown[]; error?: { code: string; 
 const start = (env: Record<string, string>, failpoints?: (Failpoint | undefined)[]) => startTestServer(env, { failpoints });
 
 const clip = readFile(path.join(FIXTURES, 'pick-h264.mp4'));
-// Seeded so its work is known: 8 trajectories of up to 128 tokens, 3 rounds, about 2 s.
+// Seeded so its work is known: 8 trajectories of up to 128 tokens, 2 or more rounds, about 2 s.
 const LONG = { trajectories: 8, max_rounds: 8, max_new_tokens: 128, temperature: 2, top_p: 1, seed: 3 };
 const QUICK = { trajectories: 1, max_rounds: 1, max_new_tokens: 4, seed: 1 };
 
@@ -96,9 +96,11 @@ t.test('one deadline: the upload, ffmpeg, the queue and the engine', async (t) =
   // answers for where its deadline fell; one must fall between round 0 and the end.
   const free = await post(s.base, LONG);
   const rounds = (free.body.rounds ?? []) as { time_ms: number }[];
-  t.equal(rounds.length, 3, 'unhurried, this seeded episode runs 3 rounds');
-  const step = Math.max(100, Math.round(rounds[1].time_ms / 2));
-  let deadline = Math.round(free.ms - rounds[1].time_ms - rounds[2].time_ms) + step;
+  // How many rounds the episode runs unhurried depends on the model; it must be more than one.
+  const natural = rounds.length;
+  t.ok(natural >= 2, `unhurried, this seeded episode runs ${natural} rounds`);
+  const step = Math.max(100, Math.round((rounds[1]?.time_ms ?? 0) / 2));
+  let deadline = Math.round(free.ms - rounds.slice(1).reduce((sum, r) => sum + r.time_ms, 0)) + step;
   let cut: Awaited<ReturnType<typeof post>> | undefined;
   const attempts: string[] = [];
   for (let attempt = 0; attempt < 6; attempt++) {
@@ -109,13 +111,13 @@ t.test('one deadline: the upload, ffmpeg, the queue and the engine', async (t) =
       t.equal(cut.body.error?.code, 'deadline_exceeded', 'a deadline before the end of round 0 is a 504');
       deadline += step;
     } else {
-      t.equal(cut.body.rounds?.length, 3, 'a deadline after the natural end changes nothing');
+      t.equal(cut.body.rounds?.length, natural, 'a deadline after the natural end changes nothing');
       deadline = Math.max(50, deadline - step);
     }
   }
   t.equal(cut?.status, 200, `a deadline after round 0 (${attempts.join('; ')})`);
   t.equal(cut?.body.stop_reason, 'deadline', 'round 0 finished: the answer so far, not an error');
-  t.ok((cut?.body.rounds?.length ?? 0) >= 1 && (cut?.body.rounds?.length ?? 0) < 3, `${cut?.body.rounds?.length} of 3 rounds kept`);
+  t.ok((cut?.body.rounds?.length ?? 0) >= 1 && (cut?.body.rounds?.length ?? 0) < natural, `${cut?.body.rounds?.length} of ${natural} rounds kept`);
   t.ok((cut?.ms ?? Infinity) < deadline + 300, `answered in ${cut?.ms.toFixed(0)} ms (deadline ${deadline} ms)`);
 
   t.match(await post(s.base, { ...QUICK, deadline_ms: 30001 }), { status: 400, body: { error: { code: 'invalid_options' } } }, 'deadline_ms is capped by ARMOR_REQUEST_TIMEOUT_MS');
