@@ -12,9 +12,11 @@ function route() {
   leave = () => {};
   const mine = ++view;
   const hash = location.hash.replace(/^#/, '') || '/';
-  const m = /^\/episodes\/([^?]+)$/.exec(hash);
+  // #/episodes/<id>?cell_id=<cell>: ids are unique within a cell (empty: the episode without one).
+  const m = /^\/episodes\/([^?]+)(?:\?(.*))?$/.exec(hash);
   if (m) {
-    void renderEpisode(main, decodeURIComponent(m[1]), () => view === mine);
+    const cell = new URLSearchParams(m[2] ?? '').get('cell_id');
+    void renderEpisode(main, decodeURIComponent(m[1]), cell, () => view === mine);
     return;
   }
   const q = hash.indexOf('?');

@@ -63,6 +63,11 @@ function trace(r) {
   );
 }
 
+/** The episode's API path: ids are unique within a cell, so the cell goes with it. */
+function episodePath(episode, suffix = '') {
+  return `/v1/episodes/${encodeURIComponent(episode.id)}${suffix}?cell_id=${encodeURIComponent(episode.cell_id ?? '')}`;
+}
+
 function frames(episode) {
   const box = h('section', { class: 'frames', 'data-testid': 'frames' }, h('h2', {}, 'What the model saw'));
   if (!episode.media_available) {
@@ -72,7 +77,7 @@ function frames(episode) {
   const caption = h('figcaption', { class: 'muted' }, 'Decoding…');
   const img = h('img', { alt: `frames of episode ${episode.id}`, 'data-testid': 'frames-image' });
   box.append(h('figure', {}, img, caption));
-  api(`/v1/episodes/${encodeURIComponent(episode.id)}/frames`)
+  api(episodePath(episode, '/frames'))
     .then(async (res) => {
       const n = res.headers.get('x-armor-frames');
       const url = URL.createObjectURL(await res.blob());
@@ -131,7 +136,7 @@ function labels(episode) {
     if (body.by) localStorage.setItem(BY_KEY, body.by);
     note.textContent = 'Saving…';
     try {
-      const saved = await postJson(`/v1/episodes/${encodeURIComponent(episode.id)}/labels`, body);
+      const saved = await postJson(episodePath(episode, '/labels'), body);
       list.append(labelItem(saved));
       form.reset();
       note.textContent = 'Saved.';
@@ -144,11 +149,11 @@ function labels(episode) {
 }
 
 /** `current()`: whether this view is still the one shown (the operator may have moved on while it loaded). */
-export async function renderEpisode(main, id, current = () => true) {
+export async function renderEpisode(main, id, cell, current = () => true) {
   main.replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
   let episode;
   try {
-    episode = await getJson(`/v1/episodes/${encodeURIComponent(id)}`);
+    episode = await getJson(`/v1/episodes/${encodeURIComponent(id)}${cell === null ? '' : `?cell_id=${encodeURIComponent(cell)}`}`);
   } catch (err) {
     if (current()) main.replaceChildren(h('p', { class: 'error' }, `Could not load episode ${id}: ${err.message}`));
     return;

@@ -168,13 +168,12 @@ async function exportSet(argv: string[]): Promise<number> {
     if (!Number.isSafeInteger(since)) throw new ConfigError(`--since ${values.since} is not an RFC 3339 time or epoch milliseconds`);
   }
   const config = loadConfig();
-  const { openStore } = await import('./store/index.js');
-  const { exportEpisodes } = await import('./jobs/index.js');
-  // No claims are recovered here (only the server does that), so a running server's work is left alone.
-  const store = await openStore(config.store);
+  const { exportEpisodes, openMedia } = await import('./jobs/index.js');
+  // Nothing is recovered or collected here (only the server does that), so a running server's work is left alone.
+  const { store, blobs } = await openMedia(config.store, config.blobs, { tmpDir: config.tmpDir, graceMs: config.blobGraceMs, recover: false });
   try {
     const out = path.resolve(values.out);
-    const summary = await exportEpisodes(store, { outDir: out, since, cellId: values.cell, labelledOnly: values['labelled-only'] });
+    const summary = await exportEpisodes(store, blobs, { outDir: out, since, cellId: values.cell, labelledOnly: values['labelled-only'] });
     process.stdout.write(
       `exported ${summary.exported} episodes to ${out}/manifest.jsonl: ${summary.operatorLabelled} labelled by operators (${summary.dense} with an explanation), ` +
         `${summary.exported - summary.operatorLabelled} with the model's label; ${summary.withoutMedia} left out, their media past ARMOR_MEDIA_RETENTION\n`,
@@ -182,6 +181,7 @@ async function exportSet(argv: string[]): Promise<number> {
     return 0;
   } finally {
     await store.close();
+    await blobs.close();
   }
 }
 

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { EXECUTION_PROVIDERS, type ExecutionProviderName } from './runtime/sessions.js';
 import { tensorrtSettings, TensorrtSettingsError, type TensorrtSettings } from './runtime/tensorrt-settings.js';
 import { ApiKeysError, isLoopback, parseApiKeys, type ApiKey } from './server/api-keys.js';
+import type { BlobConfig } from './blobs/index.js';
 import { parseEndpointsFile, parseSchedule, singleEndpoint, WebhookConfigError, type WebhookEndpoint } from './webhooks/index.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -34,7 +35,18 @@ export interface Config {
   intraOpThreads: number;
   maxQueue: number;
   requestTimeoutMs: number;
+  /** Media bytes of one episode (every file together). */
   maxUploadBytes: number;
+  /** Upload bytes all POSTs in flight may reserve or carry at once. */
+  maxUploadBytesInFlight: number;
+  /** Async episodes queued or running, in total and per API key, before POSTs get 503 backlog_full. */
+  maxBacklog: number;
+  maxBacklogPerKey: number;
+  /** Failed authentications (missing or wrong key) per client address and minute before 429. */
+  authFailuresPerMin: number;
+  maxLabelsPerEpisode: number;
+  /** GET .../frames: renders at once, how long one may wait for a slot, the on-disk cache's size. */
+  frames: { maxInFlight: number; waitMs: number; cacheBytes: number };
   maxTaskChars: number;
   media: {
     maxDurationSec: number;
@@ -68,6 +80,13 @@ export interface Config {
     /** How long a finished episode's upload is kept for the console and export (0: not kept). */
     mediaRetentionMs: number;
   };
+  /** Where uploads live: a directory (default, under the data dir) or an S3-compatible bucket. */
+  blobs: BlobConfig;
+  /**
+   * A blob no episode refers to is removed only once it has been unused this long: an upload
+   * between storing its blob and writing its episode row is never collected under it.
+   */
+  blobGraceMs: number;
   webhooks: {
     endpoints: WebhookEndpoint[];
     schedule: number[];
@@ -125,6 +144,9 @@ function providers(env: Env): ExecutionProviderName[] {
 export function loadConfig(env: Env = process.env): Config {
   const cores = os.availableParallelism();
   const requestTimeoutMs = int(env, 'ARMOR_REQUEST_TIMEOUT_MS', 60000, 100, 3600000);
+  const maxUploadBytes = int(env, 'ARMOR_MAX_UPLOAD_BYTES', 64 * 1024 * 1024, 1024, 4 * 1024 * 1024 * 1024);
+  const maxMediaProcesses = int(env, 'ARMOR_MAX_MEDIA_PROCESSES', cores, 1, 256);
+  const dataDir = path.resolve(env.ARMOR_DATA_DIR || 'data');
   const auth = authConfig(env);
   const metricCells = metricCellsConfig(env, auth);
   // Without keys the API is open, so by default it listens only where no one else can reach it.
@@ -144,7 +166,17 @@ export function loadConfig(env: Env = process.env): Config {
     intraOpThreads: int(env, 'ARMOR_INTRA_OP_THREADS', Math.max(1, cores - 1), 0, 256),
     maxQueue: int(env, 'ARMOR_MAX_QUEUE', 16, 0, 10000),
     requestTimeoutMs,
-    maxUploadBytes: int(env, 'ARMOR_MAX_UPLOAD_BYTES', 64 * 1024 * 1024, 1024, 4 * 1024 * 1024 * 1024),
+    maxUploadBytes,
+    maxUploadBytesInFlight: int(env, 'ARMOR_MAX_UPLOAD_BYTES_IN_FLIGHT', Math.max(512 * 1024 * 1024, maxUploadBytes), maxUploadBytes, 64 * 1024 * 1024 * 1024),
+    maxBacklog: int(env, 'ARMOR_MAX_BACKLOG', 10000, 1, 100_000_000),
+    maxBacklogPerKey: int(env, 'ARMOR_MAX_BACKLOG_PER_KEY', 2000, 1, 100_000_000),
+    authFailuresPerMin: int(env, 'ARMOR_AUTH_FAILURES_PER_MIN', 30, 1, 1_000_000),
+    maxLabelsPerEpisode: int(env, 'ARMOR_MAX_LABELS_PER_EPISODE', 50, 1, 10000),
+    frames: {
+      maxInFlight: int(env, 'ARMOR_FRAMES_MAX_IN_FLIGHT', Math.max(1, Math.floor(maxMediaProcesses / 2)), 1, 256),
+      waitMs: int(env, 'ARMOR_FRAMES_WAIT_MS', 5000, 0, 600000),
+      cacheBytes: int(env, 'ARMOR_FRAMES_CACHE_BYTES', 256 * 1024 * 1024, 0, 64 * 1024 * 1024 * 1024),
+    },
     maxTaskChars: int(env, 'ARMOR_MAX_TASK_CHARS', 1000, 1, 100000),
     media: {
       maxDurationSec: int(env, 'ARMOR_MAX_VIDEO_SECONDS', 60, 1, 3600),
@@ -160,7 +192,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxNewTokens: int(env, 'ARMOR_MAX_NEW_TOKENS', 128, 1, 4096),
       maxDeadlineMs: requestTimeoutMs,
     },
-    maxMediaProcesses: int(env, 'ARMOR_MAX_MEDIA_PROCESSES', cores, 1, 256),
+    maxMediaProcesses,
     mediaDecoder: oneOf(env, 'ARMOR_MEDIA_DECODER', 'auto', ['auto', 'cli', 'node-av'] as const),
     roundGraph: oneOf(env, 'ARMOR_ROUND_GRAPH', 'auto', ['auto', 'on', 'off'] as const),
     watchdogGraceMs: int(env, 'ARMOR_WATCHDOG_GRACE_MS', 2000, 100, 600000),
@@ -168,14 +200,52 @@ export function loadConfig(env: Env = process.env): Config {
     drainDelayMs: int(env, 'ARMOR_DRAIN_DELAY_MS', 0, 0, 600000),
     tmpDir: path.resolve(env.ARMOR_TMP_DIR || path.join(os.tmpdir(), 'armor-serve')),
     store: {
-      dataDir: path.resolve(env.ARMOR_DATA_DIR || 'data'),
+      dataDir,
       databaseUrl: databaseUrl(env),
       leaseMs: int(env, 'ARMOR_LEASE_MS', 30000, 500, 3600000),
       pollMs: int(env, 'ARMOR_POLL_MS', 500, 10, 60000),
       maxAttempts: int(env, 'ARMOR_MAX_ATTEMPTS', 3, 1, 100),
       mediaRetentionMs: retention(env, 'ARMOR_MEDIA_RETENTION', '7d'),
     },
+    blobs: blobConfig(env, dataDir),
+    blobGraceMs: int(env, 'ARMOR_BLOB_GRACE_MS', 15 * 60_000, 0, 7 * 86_400_000),
     webhooks: webhooks(env),
+  };
+}
+
+function blobConfig(env: Env, dataDir: string): BlobConfig {
+  const backend = oneOf(env, 'ARMOR_BLOB_STORE', 'fs', ['fs', 's3'] as const);
+  if (backend === 'fs') {
+    for (const name of ['ARMOR_S3_BUCKET', 'ARMOR_S3_ENDPOINT']) {
+      if (env[name]) throw new ConfigError(`${name} is set but ARMOR_BLOB_STORE is fs: set ARMOR_BLOB_STORE=s3 to keep media in a bucket`);
+    }
+    return { backend, dir: path.resolve(env.ARMOR_BLOB_DIR || path.join(dataDir, 'blobs')) };
+  }
+  const bucket = env.ARMOR_S3_BUCKET ?? '';
+  // S3's bucket naming rules (3-63 lower-case letters, digits, dots and hyphens).
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) throw new ConfigError('ARMOR_BLOB_STORE=s3 needs ARMOR_S3_BUCKET, a valid bucket name');
+  const prefix = env.ARMOR_S3_PREFIX ?? 'armor-serve/media/';
+  if (!/^([A-Za-z0-9._-]+\/)*$/.test(prefix)) throw new ConfigError(`ARMOR_S3_PREFIX=${prefix} must be empty or path segments ending in /, e.g. armor-serve/media/`);
+  const endpoint = env.ARMOR_S3_ENDPOINT || undefined;
+  if (endpoint !== undefined) {
+    let url: URL;
+    try {
+      url = new URL(endpoint);
+    } catch {
+      throw new ConfigError(`ARMOR_S3_ENDPOINT=${endpoint} is not a URL`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError('ARMOR_S3_ENDPOINT must be an http:// or https:// URL');
+    if (url.username || url.password) throw new ConfigError('ARMOR_S3_ENDPOINT must not carry credentials: use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY');
+  }
+  return {
+    backend,
+    bucket,
+    prefix,
+    region: env.ARMOR_S3_REGION || env.AWS_REGION || 'us-east-1',
+    endpoint,
+    // Path-style (http://host/bucket/key) is what MinIO, Ceph RGW and s3rver serve by default.
+    forcePathStyle: oneOf(env, 'ARMOR_S3_FORCE_PATH_STYLE', endpoint ? 'true' : 'false', ['true', 'false'] as const) === 'true',
+    requestTimeoutMs: int(env, 'ARMOR_S3_TIMEOUT_MS', 30000, 100, 600000),
   };
 }
 

@@ -66,6 +66,7 @@ t.test('the alert rules pass promtool check and their unit tests', async (t) => 
     ['ArmorEpisodeErrors', 'sum(rate(armor_episode_errors_total{code=~"internal_error|engine_crashed|overloaded"}[5m])) / (sum(rate(armor_episodes_total[5m])) + sum(rate(armor_episode_errors_total[5m]))) > 0.05', 'a ratio that is empty on a pod without a single success'],
     ['ArmorCellFailureRateHigh', 'cell:armor_failure_ratio:rate15m > 0.2', 'a failure ratio without volume'],
     ['ArmorTargetAbsent', 'absent(up{job="armor"})', 'the wrong job'],
+    ['ArmorAsyncBacklogNearlyFull', 'sum(armor_async_backlog) / max(armor_async_backlog_limit) > 0.8', 'the one shared backlog summed over the replicas that report it'],
   ];
   for (const [alert, expr, why] of defects) {
     const broken = await promtool(replace(alert, expr), dir);

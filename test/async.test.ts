@@ -10,6 +10,7 @@ import { seedForEpisode } from '../src/pipeline/index.js';
 import { FIXTURES } from './helpers.js';
 import { stopTestCluster, testDatabase } from './support/postgres.js';
 import { newSecret, Receiver } from './support/receiver.js';
+import { startS3 } from './support/s3.js';
 import { startServerProcess, type ServerProcess } from './support/server-process.js';
 
 type Json = Record<string, unknown> & { error?: { code: string; message: string } };
@@ -68,7 +69,7 @@ t.test('kill -9 right after the 202s: after a restart every accepted episode suc
   for (const id of ids) {
     const r = await post(server.base, { video, episode_id: id, cell_id: 'cell-7', options: FAST }, true);
     t.equal(r.status, 202, `${id}: 202 Accepted`);
-    t.equal(r.location, `/v1/episodes/${id}`);
+    t.equal(r.location, `/v1/episodes/${id}?cell_id=cell-7`, 'the URL names the cell (ids are unique within one)');
     t.match(r.body, { id, status: 'queued', mode: 'async' });
   }
   const broken = await post(server.base, { video: await clip('truncated.mp4'), episode_id: 'kill-broken', cell_id: 'cell-7' }, true);
@@ -138,7 +139,7 @@ t.test('one episode_id, one model run: retries get the stored answer, other medi
   t.equal(list.next_cursor, null);
 });
 
-t.test('two replicas on one PostgreSQL: no episode runs twice, each reads the other\'s, a killed one\'s episode is finished by the other', async (t) => {
+t.test('two replicas on one PostgreSQL with media in S3: no episode runs twice, each reads the other\'s, a killed one\'s episode is finished by the other; with S3 down, uploads get 503 and nothing accepted is lost', async (t) => {
   const db = await testDatabase();
   if ('why' in db) {
     t.comment(`skipped: ${db.why}`);
@@ -152,16 +153,21 @@ t.test('two replicas on one PostgreSQL: no episode runs twice, each reads the ot
   t.teardown(() => receiver.close());
   const webhooks = path.join(tmp, 'webhooks.json');
   await writeFile(webhooks, JSON.stringify({ endpoints: [{ id: 'wms', url: receiver.url, secret }] }));
-  const env = {
+  // Media in S3 (a real S3-protocol server on loopback); each replica has its own disk.
+  const s3 = await startS3(path.join(tmp, 's3'));
+  t.teardown(() => s3.stop());
+  const env = (disk: string) => ({
+    ...s3.env,
     ARMOR_DATABASE_URL: db.url,
-    ARMOR_TMP_DIR: tmp,
+    ARMOR_DATA_DIR: path.join(tmp, disk, 'data'),
+    ARMOR_TMP_DIR: path.join(tmp, disk, 'tmp'),
     ARMOR_LEASE_MS: '1500',
     ARMOR_POLL_MS: '50',
     ARMOR_WEBHOOKS_FILE: webhooks,
     ARMOR_WEBHOOK_RETRY_SCHEDULE: '0,100ms,100ms',
-  };
-  const a = await startServerProcess(env);
-  const b = await startServerProcess(env);
+  });
+  const a = await startServerProcess(env('a'));
+  const b = await startServerProcess(env('b'));
   t.teardown(() => Promise.all([a.stop(), b.stop()]));
   const video = await clip();
   const slow = { trajectories: 4, max_rounds: 4, max_new_tokens: 48 };
@@ -177,7 +183,7 @@ t.test('two replicas on one PostgreSQL: no episode runs twice, each reads the ot
   let victim: string | undefined;
   const until = Date.now() + 30000;
   while (!victim && Date.now() < until) {
-    const { rows } = await client.query<{ id: string }>(`SELECT id FROM episodes WHERE status = 'running' AND lease_owner LIKE $1`, [`%:${a.pid}:%`]);
+    const { rows } = await client.query<{ id: string }>(`SELECT episode_id AS id FROM episodes WHERE status = 'running' AND lease_owner LIKE $1`, [`%:${a.pid}:%`]);
     victim = rows[0]?.id;
     if (!victim) await new Promise((r) => setTimeout(r, 10));
   }
@@ -185,7 +191,7 @@ t.test('two replicas on one PostgreSQL: no episode runs twice, each reads the ot
   await a.kill9();
   // Everything a still held when it died (it claims one episode more than it has workers).
   const held = new Set(
-    (await client.query<{ id: string }>(`SELECT id FROM episodes WHERE status = 'running' AND lease_owner LIKE $1`, [`%:${a.pid}:%`])).rows.map((r) => r.id),
+    (await client.query<{ id: string }>(`SELECT episode_id AS id FROM episodes WHERE status = 'running' AND lease_owner LIKE $1`, [`%:${a.pid}:%`])).rows.map((r) => r.id),
   );
   t.ok(held.has(victim as string));
   const episodes = await waitAll(b.base, ids, 90000);
@@ -197,7 +203,39 @@ t.test('two replicas on one PostgreSQL: no episode runs twice, each reads the ot
   for (const id of ids) t.equal(new Set(receiver.delivered.filter((r) => r.data.episode_id === id).map((r) => r.id)).size, 1, `${id}: one webhook-id`);
   t.ok(receiver.received.every((r) => r.verified));
   // Replica b answers for episodes replica a accepted, and a fresh replica for all of them.
-  const c = await startServerProcess(env);
+  const c = await startServerProcess(env('c'));
   t.teardown(() => c.stop());
   for (const id of ids) t.match((await get(c.base, id)).body, { id, status: 'succeeded' });
+  const frames = await fetch(`${c.base}/v1/episodes/rep-0/frames`);
+  t.equal(frames.status, 200, 'a replica that never saw the upload renders its frames from S3');
+  await frames.arrayBuffer();
+
+  // The object store goes away with episodes accepted and not yet run.
+  const waiting = Array.from({ length: 6 }, (_, i) => `s3down-${i}`);
+  for (const id of waiting) t.equal((await post(b.base, { video, episode_id: id, options: slow }, true)).status, 202, `${id}: accepted`);
+  await s3.kill();
+  const refused = await fetch(`${b.base}/v1/episodes`, { method: 'POST', body: await (async () => {
+    const f = new FormData();
+    f.append('video', video, 'clip.mp4');
+    f.append('task', TASK);
+    return f;
+  })(), headers: { prefer: 'respond-async' } });
+  t.equal(refused.status, 503, 'an upload while the object store is down: 503');
+  t.match(refused.headers.get('retry-after'), /^\d+$/, 'with Retry-After');
+  t.equal(((await refused.json()) as Json).error?.code, 'blob_store_unavailable');
+  let ready: Json = {};
+  for (let i = 0; i < 50 && ready.status !== 'degraded'; i++) {
+    ready = (await (await fetch(`${b.base}/readyz`)).json()) as Json;
+    if (ready.status !== 'degraded') await new Promise((r) => setTimeout(r, 100));
+  }
+  t.match(ready, { status: 'degraded', blob_store: { backend: 's3', ok: false, error: /object store/ } }, '/readyz reports the blob store down');
+  t.match(await (await fetch(`${b.base}/metrics`)).text(), /^armor_blob_store_up 0$/m, 'and so does /metrics');
+  await new Promise((r) => setTimeout(r, 3000));
+  const during = await Promise.all(waiting.map(async (id) => (await get(b.base, id)).body));
+  t.same(during.filter((e) => e.status === 'failed'), [], 'no accepted episode failed while S3 was down (they wait)');
+  t.ok(during.some((e) => e.status === 'queued'), 'some were still waiting for their media');
+  t.match([...b.logs, ...c.logs].join(''), /blob store unavailable; the episode goes back to the queue/, 'a runner met the store down and put its episode back');
+  await s3.restart();
+  const after = await waitAll(b.base, waiting, 120000);
+  for (const e of after) t.equal(e.status, 'succeeded', `${String(e.id)} succeeded once S3 was back`);
 });

@@ -165,7 +165,7 @@ function seedEpisodes(file: string, templateId: string, now: number): void {
   const db = new BetterSqlite3(file);
   db.pragma('busy_timeout = 5000');
   try {
-    const template = db.prepare('SELECT * FROM episodes WHERE id = ?').get(templateId) as Record<string, unknown>;
+    const template = db.prepare('SELECT * FROM episodes WHERE episode_id = ?').get(templateId) as Record<string, unknown>;
     const result = JSON.parse(String(template.result)) as Record<string, unknown>;
     const columns = Object.keys(template);
     const insert = db.prepare(`INSERT INTO episodes (${columns.join(', ')}) VALUES (${columns.map((c) => `@${c}`).join(', ')})`);
@@ -176,8 +176,10 @@ function seedEpisodes(file: string, templateId: string, now: number): void {
         const at = now - 60_000 - i * 60_000;
         insert.run({
           ...template,
-          id,
+          id: `cell-${i % CELLS}/${id}`,
+          episode_id: id,
           cell_id: `cell-${i % CELLS}`,
+          cell_key: `cell-${i % CELLS}`,
           label,
           result: JSON.stringify({ ...result, episode_id: id, cell_id: `cell-${i % CELLS}`, detection: { ...(result.detection as object), label, failure: label === 'failure' } }),
           created_at: at,

@@ -53,7 +53,9 @@ function stalledUpload(port: number): Promise<{ status: number; body: Body; retr
     });
     req.on('error', reject);
     req.write('--XYZ\r\nContent-Disposition: form-data; name="video"; filename="a.mp4"\r\nContent-Type: video/mp4\r\n\r\n');
-    req.write(Buffer.alloc(64 * 1024, 1));
+    // An MP4's first box, so the upload passes the type check and keeps arriving.
+    const ftyp = Buffer.from([0, 0, 0, 24, ...Buffer.from('ftypisom'), 0, 0, 2, 0, ...Buffer.from('isomiso2')]);
+    req.write(Buffer.concat([ftyp, Buffer.alloc(64 * 1024, 1)]));
   });
 }
 
@@ -224,4 +226,41 @@ t.test('two workers run two episodes at once', async (t) => {
   t.equal(peak, 2, 'both workers were busy at the same time');
   const answer = (b: Body) => JSON.stringify((b.rounds as { candidates: { c: number; explanation: string }[] }[]).map((r) => r.candidates.map((c) => [c.c, c.explanation])));
   t.equal(answer(results[0].body), answer(results[1].body), 'same input, same seed: the same answer from either worker');
+});
+
+t.test('an async episode\'s deadline counts from the start of its run: waiting is never charged', async (t) => {
+  const s = await start({ ARMOR_WORKERS: '1', ARMOR_MAX_QUEUE: '4', ARMOR_POLL_MS: '20' });
+  t.teardown(s.close);
+  const queue = async (id: string, options: object) => {
+    const form = new FormData();
+    form.append('video', new Blob([await clip]), 'clip.mp4');
+    form.append('task', 'pick the item into the tote');
+    form.append('episode_id', id);
+    form.append('options', JSON.stringify(options));
+    const res = await fetch(`${s.base}/v1/episodes`, { method: 'POST', body: form, headers: { prefer: 'respond-async' } });
+    t.equal(res.status, 202, `${id} accepted`);
+  };
+  const final = async (id: string) => {
+    for (;;) {
+      const e = (await (await fetch(`${s.base}/v1/episodes/${id}`)).json()) as { status: string; result?: Body; error?: { code: string } };
+      if (e.status === 'succeeded' || e.status === 'failed') return e;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  // A long synchronous episode holds the only worker for about 2 s.
+  const blocking = post(s.base, LONG);
+  await until(() => s.pool.busyWorkers === 1, 10000);
+  await queue('waits-longer-than-its-deadline', { ...QUICK, deadline_ms: 800 });
+  await queue('runs-longer-than-its-deadline', { ...LONG, seed: 4, deadline_ms: 800 });
+  await queue('cannot-even-decode-in-time', { ...QUICK, deadline_ms: 1 });
+  t.equal((await blocking).status, 200);
+
+  const waited = await final('waits-longer-than-its-deadline');
+  t.match(waited, { status: 'succeeded', result: { stop_reason: /^(converged|max_rounds)$/ } }, 'queued behind 2 s of other work with an 800 ms deadline, it still ran: only its own run counts');
+  const waitedMs = (waited.result as { timings?: { queue_ms?: number } } | undefined)?.timings?.queue_ms ?? 0;
+  t.ok(waitedMs > 800, `it waited ${waitedMs.toFixed(0)} ms for the worker, longer than its deadline`);
+  const cut = await final('runs-longer-than-its-deadline');
+  t.match(cut, { status: 'succeeded', result: { stop_reason: 'deadline' } }, 'past its deadline while running, after round 0: the answer so far, stop_reason deadline');
+  const missed = await final('cannot-even-decode-in-time');
+  t.match(missed, { status: 'failed', error: { code: 'deadline_exceeded' } }, 'a deadline its own run cannot meet fails it for good (the same options would miss it again)');
 });

@@ -10,6 +10,13 @@ import { startTestServer } from './support/test-server.js';
 import { makeHostileMedia } from './support/hostile-media.js';
 
 type Part = { name: string; file?: string; bytes?: Uint8Array; value?: string; filename?: string };
+/** An MP4's ftyp box followed by zeros: passes the type check, then only its size matters. */
+function mp4Head(size: number): Uint8Array {
+  const bytes = new Uint8Array(size);
+  bytes.set([0, 0, 0, 24, ...Buffer.from('ftypisom'), 0, 0, 2, 0, ...Buffer.from('isomiso2')]);
+  return bytes;
+}
+
 type Case = { name: string; parts: Part[]; status: number; code?: string; match?: object; raw?: { contentType: string; body: string } };
 
 const dir = await mkdtemp(path.join(os.tmpdir(), 'armor-hostile-test-'));
@@ -51,7 +58,8 @@ for (const decoder of ['auto', 'cli']) t.test(`hostile and odd uploads (ARMOR_ME
     { name: 'a video as a view', parts: [view(media.h264, 'v.mp4'), view(media.jpeg), task], status: 415, code: 'unsupported_media' },
     { name: 'one view only', parts: [view(media.jpeg), task], status: 400, code: 'invalid_views' },
     { name: 'nine views', parts: [...Array.from({ length: 9 }, () => view(media.jpeg)), task], status: 400, code: 'invalid_views' },
-    { name: 'ten files (past the multipart limit)', parts: [...Array.from({ length: 10 }, () => view(media.jpeg)), task], status: 400, code: 'too_many_files' },
+    { name: 'ten views (refused at the ninth, before it is read)', parts: [...Array.from({ length: 10 }, () => view(media.jpeg)), task], status: 400, code: 'invalid_views' },
+    { name: 'eleven files (past the multipart limit)', parts: [video(media.h264), ...Array.from({ length: 10 }, () => view(media.jpeg)), task], status: 400, code: 'ambiguous_media' },
     { name: 'video and views', parts: [video(media.h264), view(media.jpeg), view(media.png), task], status: 400, code: 'ambiguous_media' },
     { name: 'two videos', parts: [video(media.h264), video(media.vp9), task], status: 400, code: 'too_many_videos' },
     { name: 'no media', parts: [task], status: 400, code: 'missing_media' },
@@ -72,7 +80,13 @@ for (const decoder of ['auto', 'cli']) t.test(`hostile and odd uploads (ARMOR_ME
     { name: 'a temperature between greedy and 0.01', parts: [video(media.h264), task, { name: 'options', value: '{"temperature": 0.001}' }], status: 400, code: 'invalid_options' },
     { name: 'a prototype-polluting option', parts: [video(media.h264), task, { name: 'options', value: '{"__proto__": {"admin": true}}' }], status: 400, code: 'invalid_options' },
     { name: 'a filename with a path and a NUL', parts: [video(media.h264, '../../x\u0000.mp4'), task, options], status: 200 },
-    { name: 'over the upload limit', parts: [{ name: 'video', bytes: new Uint8Array(4_000_001), filename: 'big.mp4' }, task], status: 413, code: 'payload_too_large' },
+    { name: 'over the upload limit', parts: [{ name: 'video', bytes: mp4Head(4_000_001), filename: 'big.mp4' }, task], status: 413, code: 'payload_too_large' },
+    { name: 'over the upload limit in two views', parts: [view(media.bigJpeg), view(media.bigJpeg), task], status: 413, code: 'payload_too_large' },
+    { name: 'a JPEG view cut to its first 5,000 bytes', parts: [view(media.jpeg), view(media.cutJpeg, 'cut.jpg'), task], status: 422, code: 'corrupt_media' },
+    { name: 'a PNG view cut before IEND', parts: [view(media.png, 'v.png'), view(media.cutPng, 'cut.png'), task], status: 422, code: 'corrupt_media' },
+    { name: 'a video cut in its payload (moov first, mdat short)', parts: [video(media.cutFaststart), task], status: 422, code: 'corrupt_media' },
+    { name: 'a WebM cut in its payload', parts: [video(media.cutWebm, 'clip.webm'), task], status: 422, code: 'corrupt_media' },
+    { name: 'a valid clip with 1 MB of junk appended', parts: [video(media.junkAppended), task, options], status: 200 },
     { name: 'not multipart', parts: [], raw: { contentType: 'application/json', body: '{"task": "x"}' }, status: 415, code: 'unsupported_content_type' },
     { name: 'multipart without a boundary', parts: [], raw: { contentType: 'multipart/form-data', body: 'x' }, status: 400, code: 'invalid_multipart' },
     { name: 'a body cut mid-part', parts: [], raw: { contentType: 'multipart/form-data; boundary=B', body: '--B\r\nContent-Disposition: form-data; name="video"; filename="a.mp4"\r\n\r\nabc' }, status: 400, code: 'invalid_multipart' },

@@ -155,7 +155,7 @@ t.test('POST /v1/episodes', async (t) => {
       ['non-video bytes', post({ video: await fixture('not-video.mp4'), task }), 415, 'unsupported_media'],
       ['truncated mp4', post({ video: await fixture('truncated.mp4'), task }), 422, 'corrupt_media'],
       ['zero-byte file', post({ video: new Blob([]), task }), 400, 'empty_file'],
-      ['over the size limit', post({ video: new Blob([new Uint8Array(500000)]), task }), 413, 'payload_too_large'],
+      ['over the size limit', post({ video: new Blob([Buffer.from([0, 0, 0, 24, ...Buffer.from('ftypisom'), 0, 0, 2, 0, ...Buffer.from('isomiso2')]), new Uint8Array(500000)]), task }), 413, 'payload_too_large'],
       ['over the duration limit', post({ video: await fixture('long.mp4'), task }), 422, 'media_too_long'],
       ['over the resolution limit', post({ video: await fixture('big.mp4'), task }), 422, 'media_resolution_too_large'],
       ['options not JSON', post({ video, task, options: '{trajectories:' }), 400, 'invalid_options'],
@@ -166,7 +166,8 @@ t.test('POST /v1/episodes', async (t) => {
       ['one view only', post({ views: [await fixture('view-1.jpg')], task }), 400, 'invalid_views'],
       ['a view that is not an image', post({ views: [await fixture('view-1.jpg'), await fixture('not-video.mp4')], task }), 415, 'unsupported_media'],
       ['bad episode id', post({ video, task, episode_id: '../etc/passwd' }), 400, 'invalid_episode_id'],
-      ['ten views', post({ views: Array.from({ length: 10 }, () => new Blob([new Uint8Array([0xff, 0xd8, 0xff, 0xe0])])), task }), 400, 'too_many_files'],
+      ['ten views', post({ views: await Promise.all(Array.from({ length: 10 }, () => fixture('view-1.jpg'))), task }), 400, 'invalid_views'],
+      ['a JPEG cut short', post({ views: [await fixture('view-1.jpg'), new Blob([new Uint8Array([0xff, 0xd8, 0xff, 0xe0])])], task }), 422, 'corrupt_media'],
     ];
     for (const [name, pending, status, code] of cases) {
       const { status: got, body } = await pending;
@@ -198,7 +199,10 @@ t.test('POST /v1/episodes', async (t) => {
 
   t.test('readiness, metrics and the OpenAPI document', async (t) => {
     const ready = (await (await fetch(`${base}/readyz`)).json()) as Json;
-    t.match(ready, { status: 'ready', provider: 'cpu', provider_settings: { requested: ['cpu'], device_id: 0, tensorrt: { fp16: false, engine_cache: { enabled: false } } }, model: { name: 'armor-tiny' }, ffmpeg: { version: /\d/, source: /^(FFMPEG_PATH|node-av|ffmpeg-static|PATH)$/, policy: /^(current|distribution-maintained)$/ } });
+    t.match(ready, { status: 'ready', provider: 'cpu', provider_settings: { requested: ['cpu'], device_id: 0, tensorrt: { fp16: false, engine_cache: { enabled: false } } }, model: { name: 'armor-tiny', dir: 'armor-tiny' }, ffmpeg: { version: /\d/, source: /^(FFMPEG_PATH|node-av|ffmpeg-static|PATH)$/, policy: /^(current|distribution-maintained)$/ } });
+    t.match(ready, { blob_store: { backend: 'fs', ok: true, location: /blobs/ } }, 'where uploads are kept, and that it answers');
+    const absolute = JSON.stringify(ready).match(/"\/[^"]*"/g) ?? [];
+    t.same(absolute, [], 'readiness (open to anyone) shows no absolute path');
     // A cell_id the operator did not list is counted, under "other": clients cannot add series.
     for (const junk of ['junk-1', 'junk-2']) {
       t.equal((await post({ video: await fixture('pick-h264.mp4'), task: 'pick the item into the tote', cell_id: junk, options: JSON.stringify({ trajectories: 1, max_rounds: 1, max_new_tokens: 2 }) })).status, 200);

@@ -188,9 +188,11 @@ t.test('decodeVideoFrames', async (t) => {
 
 t.test('bad input is refused with stable codes', async (t) => {
   await expectMediaError(t, probeVideo(fx('truncated.mp4'), LIMITS), 'corrupt_media', 422);
-  // The index survives in a faststart file, so probing passes and decoding must catch it.
-  const ok = await probeVideo(fx('truncated-faststart.mp4'), LIMITS);
-  t.equal(ok.durationSec, 3);
+  // The index survives in a faststart file, yet the file ends inside the data its boxes declare:
+  // refused before decoding (a decoder may conceal a cut payload by repeating the last frame).
+  const cut = await expectMediaError(t, probeVideo(fx('truncated-faststart.mp4'), LIMITS), 'corrupt_media', 422);
+  t.same(cut.details, { declared_bytes: 3819, file_bytes: 1527 }, 'what the container declares and what the file holds');
+  // Decoding it anyway fails too: the decoder is a second line.
   const dec = await expectMediaError(t,
     decodeVideoFrames(tools, fx('truncated-faststart.mp4'), { count: 8, width: 32, height: 24, durationSec: 3, timeoutMs: 10_000 }),
     'corrupt_media', 422);

@@ -72,7 +72,7 @@ t.test('the generated OpenAPI document', async (t) => {
   await check('bad options', 'POST', '/v1/episodes', await post({ task: 'pick', options: '{seed:' }, 'pick-h264.mp4'), 400);
   await check('not a video', 'POST', '/v1/episodes', await post({ task: 'pick' }, 'not-video.mp4'), 415);
   await check('damaged video', 'POST', '/v1/episodes', await post({ task: 'pick', options: quick }, 'truncated.mp4'), 422);
-  await check('same id, other media', 'POST', '/v1/episodes', await post({ task: 'pick', episode_id: 'doc-1', options: quick }, 'pick-vp9.webm'), 409);
+  await check('same id, other media', 'POST', '/v1/episodes', await post({ task: 'pick', cell_id: 'cell-7', episode_id: 'doc-1', options: quick }, 'pick-vp9.webm'), 409);
   await check('not multipart', 'POST', '/v1/episodes', await fetch(`${s.base}/v1/episodes`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }), 415);
   await check('one episode', 'GET', '/v1/episodes/{id}', await fetch(`${s.base}/v1/episodes/doc-1`), 200);
   await check('no such episode', 'GET', '/v1/episodes/{id}', await fetch(`${s.base}/v1/episodes/nope`), 404);
@@ -94,6 +94,10 @@ t.test('the generated OpenAPI document', async (t) => {
   t.equal(frames.headers.get('content-type'), 'image/png', 'the frames as documented');
   t.ok(spec.paths['/v1/episodes/{id}/frames'].get.responses['200'], 'documented');
   await frames.arrayBuffer();
+  // Ids are unique within a cell: the same id in another cell is another episode.
+  await check('same id, another cell', 'POST', '/v1/episodes', await post({ task: 'pick', cell_id: 'cell-8', episode_id: 'doc-1', options: quick }, 'pick-vp9.webm'), 200);
+  await check('an id used in two cells', 'GET', '/v1/episodes/{id}', await fetch(`${s.base}/v1/episodes/doc-1`), 409);
+  await check('the id with its cell', 'GET', '/v1/episodes/{id}', await fetch(`${s.base}/v1/episodes/doc-1?cell_id=cell-8`), 200);
   await check('deliveries', 'GET', '/v1/webhook-deliveries', await fetch(`${s.base}/v1/webhook-deliveries`), 200);
   await check('retry a missing delivery', 'POST', '/v1/webhook-deliveries/{id}/retry', await fetch(`${s.base}/v1/webhook-deliveries/nope/retry`, { method: 'POST' }), 404);
   await check('endpoints', 'GET', '/v1/webhook-endpoints', await fetch(`${s.base}/v1/webhook-endpoints`), 200);

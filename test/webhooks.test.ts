@@ -27,10 +27,10 @@ async function withStore(t: Test): Promise<KyselyStore> {
 /** Queues one message per episode for the given endpoints, as a finished episode would. */
 async function enqueue(store: KyselyStore, ids: string[], endpointIds: string[]): Promise<void> {
   for (const id of ids) {
-    await store.createEpisode({ id, cellId: 'cell-7', task: 't', mode: 'async', mediaSha256: 'x', mediaKind: 'video', options: {}, media: null });
+    await store.createEpisode({ episodeId: id, cellId: 'cell-7', submittedBy: null, task: 't', mode: 'async', mediaSha256: 'x', mediaKind: 'video', options: {}, media: null });
     await store.claimEpisode('me', 60000);
     const payload = JSON.stringify({ type: 'episode.completed', timestamp: new Date().toISOString(), data: { episode_id: id } });
-    await store.finishEpisode(id, 'me', { status: 'succeeded', result: { episode_id: id }, label: 'success' }, [
+    await store.finishEpisode(`cell-7/${id}`, 'me', { status: 'succeeded', result: { episode_id: id }, label: 'success' }, [
       { id: `msg_${id}`, eventType: 'episode.completed', payload, endpointIds },
     ]);
   }

@@ -2,19 +2,33 @@
 // and media hash), run synchronously by their request or asynchronously by the runner, and
 // finished with their webhook messages in the same transaction.
 import { createHash, randomUUID } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
-import path from 'node:path';
+import { discardStaged, type BlobStore, type LocalBlob, type StagedBlob } from '../blobs/index.js';
 import type { EpisodeMedia, EpisodePipeline, EpisodeResponse, RequestOptions } from '../pipeline/index.js';
 import { PipelineError, seedForEpisode } from '../pipeline/index.js';
-import type { EpisodeOutcome, EpisodeRecord, EpisodeStore } from '../store/index.js';
+import { unavailable } from '../pipeline/engine-pool.js';
+import type { EpisodeOutcome, EpisodeRecord, EpisodeScope, EpisodeStore } from '../store/index.js';
 import { outcomeMessage, type WebhookEndpoint } from '../webhooks/index.js';
+import { mediaOf } from './stored-media.js';
+
+/** One uploaded file, staged (hashed, on local disk) but not yet in the blob store. */
+export interface UploadFile {
+  /** The client's file name. */
+  name: string;
+  staged: StagedBlob;
+}
+
+export interface Upload {
+  kind: 'video' | 'tiles';
+  files: UploadFile[];
+}
 
 export interface Submission {
-  media: EpisodeMedia;
+  upload: Upload;
   task: string;
   cellId?: string;
   episodeId?: string;
+  /** The API key's id (the async backlog is bounded per key). */
+  submittedBy?: string | null;
   options: RequestOptions;
   mode: 'sync' | 'async';
   signal?: AbortSignal;
@@ -32,25 +46,40 @@ export interface EpisodeServiceOptions {
   /** A sync episode's claim: its whole request, so no heartbeat is needed. */
   syncLeaseMs: number;
   endpoints: WebhookEndpoint[];
+  /** Async episodes queued or running, in total and per API key. */
+  backlog: { max: number; maxPerKey: number };
   /** Something was written to the outbox, or queued: wake whoever delivers or runs it. */
   onOutboxWritten?: () => void;
   onQueued?: () => void;
   onFinished?: (episode: EpisodeRecord, outcome: EpisodeOutcome) => void;
 }
 
-function mediaFiles(media: EpisodeMedia): string[] {
-  return media.kind === 'video' ? [media.file] : media.files;
+/**
+ * The identity of an upload (idempotent retries compare it): sha256 over the kind, then each
+ * file's length and sha256, in order. Computed from the blobs' own hashes, so an upload is
+ * read once.
+ */
+export function mediaIdentity(kind: 'video' | 'tiles', files: ReadonlyArray<{ size: number; sha256: string }>): string {
+  const hash = createHash('sha256').update(`${kind}\n`);
+  for (const f of files) hash.update(`${f.size} ${f.sha256}\n`);
+  return hash.digest('hex');
 }
 
-/** sha256 over the kind, then each file's length and bytes: the identity of an upload. */
-export async function hashMedia(media: EpisodeMedia): Promise<string> {
-  const hash = createHash('sha256').update(`${media.kind}\n`);
-  for (const file of mediaFiles(media)) {
-    // Streamed: an upload is never held whole in memory just to be hashed.
-    hash.update(`${(await stat(file)).size}\n`);
-    for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  }
-  return hash.digest('hex');
+/**
+ * Fault injection for the crash tests (never set in production): ARMOR_CRASH_AT=after_blob or
+ * after_row makes the process kill itself (SIGKILL, nothing flushed) at that step of a POST.
+ */
+const CRASH_AT = process.env.ARMOR_CRASH_AT;
+function crashPoint(step: 'after_blob' | 'after_row'): void {
+  if (CRASH_AT === step) process.kill(process.pid, 'SIGKILL');
+}
+
+export function backlogFull(scope: 'total' | 'key', backlog: number): PipelineError {
+  const message =
+    scope === 'total'
+      ? `${backlog} asynchronous episodes are waiting or running; retry later`
+      : `this API key has ${backlog} asynchronous episodes waiting or running; retry later`;
+  return unavailable('backlog_full', message, 30);
 }
 
 /**
@@ -77,8 +106,11 @@ export class EpisodeService {
   readonly pipeline: EpisodePipeline;
   private readonly o: EpisodeServiceOptions;
 
-  constructor(store: EpisodeStore, pipeline: EpisodePipeline, options: EpisodeServiceOptions) {
+  readonly blobs: BlobStore;
+
+  constructor(store: EpisodeStore, blobs: BlobStore, pipeline: EpisodePipeline, options: EpisodeServiceOptions) {
     this.store = store;
+    this.blobs = blobs;
     this.pipeline = pipeline;
     this.o = options;
   }
@@ -87,55 +119,100 @@ export class EpisodeService {
     return this.o.owner;
   }
 
+  /** Refuses an async submission now, before its upload is read, when the backlog is full. */
+  async checkBacklog(submittedBy: string | null): Promise<void> {
+    const b = await this.store.asyncBacklog(submittedBy);
+    if (b.total >= this.o.backlog.max) throw backlogFull('total', b.total);
+    if (submittedBy !== null && b.key >= this.o.backlog.maxPerKey) throw backlogFull('key', b.key);
+  }
+
+  /** Episodes with this client id that a caller limited to `scope` may see. */
+  find(episodeId: string, scope: EpisodeScope): Promise<EpisodeRecord[]> {
+    return this.store.findEpisodes(episodeId, scope);
+  }
+
   async submit(s: Submission): Promise<SubmitOutcome> {
     const task = this.pipeline.checkTask(s.task);
     const id = s.episodeId ?? randomUUID();
     const options: RequestOptions = { ...s.options, seed: s.options.seed ?? seedForEpisode(id) };
-    const mediaSha256 = await hashMedia(s.media);
+    const { kind, files } = s.upload;
+    const mediaSha256 = mediaIdentity(kind, files.map((f) => f.staged));
+    const submittedBy = s.submittedBy ?? null;
+    // A retry of an episode already stored gets its state: nothing is stored again.
+    const [stored] = await this.store.findEpisodes(id, { cell: s.cellId ?? null });
+    if (stored) return this.existing(stored, mediaSha256, s.mode);
     // Async episodes need their media to run; every episode keeps it for review and export while the store retains media.
-    const media =
-      s.mode === 'async' || this.store.keepsMedia
-        ? await Promise.all(mediaFiles(s.media).map(async (file) => ({ name: path.basename(file), bytes: await readFile(file) })))
-        : null;
-    const created = await this.store.createEpisode({
-      id,
-      cellId: s.cellId ?? null,
-      task,
-      mode: s.mode,
-      mediaSha256,
-      mediaKind: s.media.kind,
-      options: options as Record<string, unknown>,
-      media,
-      owner: s.mode === 'sync' ? { id: this.o.owner, leaseMs: this.o.syncLeaseMs } : undefined,
-    });
-    if (!created.created) {
-      const existing = created.episode;
-      // Other media or another cell is another episode (and a key of one cell learns nothing of another's).
-      if (existing.mediaSha256 !== mediaSha256 || existing.cellId !== (s.cellId ?? null)) {
-        throw new PipelineError('episode_id_conflict', `episode ${id} exists with other media or another cell; use a new episode_id`, 409, { episode_id: id });
+    // (A full backlog was refused before the upload was read; the row's transaction checks it again.)
+    const keep = s.mode === 'async' || this.store.keepsMedia;
+    const locals: LocalBlob[] = [];
+    try {
+      if (keep) {
+        // Claimed before they are stored, so the collector cannot remove them under this upload.
+        await this.store.claimBlobs(files.map((f) => f.staged));
+        for (const f of files) locals.push(await this.blobs.commit(f.staged));
+        crashPoint('after_blob');
+      } else {
+        for (const f of files) locals.push({ path: f.staged.path, release: () => discardStaged(f.staged) });
       }
-      // A sync run of it is under way and may be dropped if its client goes: no 202 can promise it.
-      if (s.mode === 'async' && existing.mode === 'sync' && (existing.status === 'queued' || existing.status === 'running')) {
-        throw new PipelineError('episode_in_progress', `episode ${id} is being analysed for a synchronous request; GET it later`, 409, { episode_id: id });
+      const created = await this.store.createEpisode({
+        episodeId: id,
+        cellId: s.cellId ?? null,
+        submittedBy,
+        task,
+        mode: s.mode,
+        mediaSha256,
+        mediaKind: kind,
+        options: options as Record<string, unknown>,
+        media: keep ? files.map((f) => ({ name: f.name, sha256: f.staged.sha256, size: f.staged.size })) : null,
+        owner: s.mode === 'sync' ? { id: this.o.owner, leaseMs: this.o.syncLeaseMs } : undefined,
+        backlog: s.mode === 'async' ? this.o.backlog : undefined,
+      });
+      if ('backlogFull' in created) throw backlogFull(created.backlogFull, created.backlog);
+      if (!created.created) return this.existing(created.episode, mediaSha256, s.mode);
+      crashPoint('after_row');
+      if (s.mode === 'async') {
+        this.o.onQueued?.();
+        return { kind: 'accepted', episode: created.episode };
       }
-      return { kind: 'existing', episode: existing };
+      const media: EpisodeMedia = mediaOf(kind, locals.map((l) => l.path));
+      return { kind: 'analysed', result: await this.run(created.episode, media, options, s.signal, s.deadline) };
+    } finally {
+      await Promise.all(locals.map((l) => l.release()));
     }
-    if (s.mode === 'async') {
-      this.o.onQueued?.();
-      return { kind: 'accepted', episode: created.episode };
+  }
+
+  /** A POST of an episode id already used in its cell: its stored state, or a conflict. */
+  private existing(episode: EpisodeRecord, mediaSha256: string, mode: 'sync' | 'async'): SubmitOutcome {
+    // Other media is another episode. Ids are scoped by cell, so this one is the caller's own.
+    if (episode.mediaSha256 !== mediaSha256) {
+      throw new PipelineError('episode_id_conflict', `episode ${episode.id} exists with other media; use a new episode_id`, 409, { episode_id: episode.id });
     }
-    return { kind: 'analysed', result: await this.run(created.episode, s.media, options, s.signal, s.deadline) };
+    // A sync run of it is under way and may be dropped if its client goes: no 202 can promise it.
+    if (mode === 'async' && episode.mode === 'sync' && (episode.status === 'queued' || episode.status === 'running')) {
+      throw new PipelineError('episode_in_progress', `episode ${episode.id} is being analysed for a synchronous request; GET it later`, 409, { episode_id: episode.id });
+    }
+    return { kind: 'existing', episode };
   }
 
   /** Runs a claimed episode and records its outcome; a transient error releases nothing (the caller decides). */
   async run(episode: EpisodeRecord, media: EpisodeMedia, options: RequestOptions, signal?: AbortSignal, deadline?: number): Promise<EpisodeResponse> {
     let result: EpisodeResponse;
     try {
-      result = await this.pipeline.analyze({ media, task: episode.task, cellId: episode.cellId ?? undefined, episodeId: episode.id, options, signal, deadline });
+      // An async episode's deadline runs from the start of its run: waiting is never charged.
+      result = await this.pipeline.analyze({
+        media,
+        task: episode.task,
+        cellId: episode.cellId ?? undefined,
+        episodeId: episode.id,
+        options,
+        signal,
+        deadline,
+        budget: episode.mode === 'async' ? 'run' : 'wall',
+      });
     } catch (err) {
       const e = err as Error & { statusCode?: number; code?: string };
       if (isFinalError(e, episode.mode)) await this.finish(episode, errorOutcome(e));
-      else if (episode.mode === 'sync') await this.store.forgetEpisode(episode.id, this.o.owner);
+      else if (episode.mode === 'sync') await this.store.forgetEpisode(episode.key, this.o.owner);
       throw err;
     }
     await this.finish(episode, { status: 'succeeded', result, label: result.detection.label });
@@ -149,7 +226,7 @@ export class EpisodeService {
         : { episode_id: episode.id, cell_id: episode.cellId, error: { code: outcome.error.code, message: outcome.error.message } };
     const event = outcome.status === 'succeeded' ? 'episode.completed' : 'episode.failed';
     const messages = outcomeMessage(this.o.endpoints, event, episode.cellId, data);
-    const recorded = await this.store.finishEpisode(episode.id, this.o.owner, outcome, messages);
+    const recorded = await this.store.finishEpisode(episode.key, this.o.owner, outcome, messages);
     if (recorded) {
       this.o.onFinished?.(episode, outcome);
       if (messages.length > 0) this.o.onOutboxWritten?.();
@@ -158,9 +235,9 @@ export class EpisodeService {
   }
 
   /** Waits for an episode another request or replica is running; undefined if it is not final by the deadline. */
-  async waitFinal(id: string, deadline: number, signal?: AbortSignal): Promise<EpisodeRecord | undefined> {
+  async waitFinal(key: string, deadline: number, signal?: AbortSignal): Promise<EpisodeRecord | undefined> {
     for (;;) {
-      const episode = await this.store.getEpisode(id);
+      const episode = await this.store.getEpisode(key);
       if (!episode || episode.status === 'succeeded' || episode.status === 'failed') return episode;
       if (Date.now() >= deadline || signal?.aborted) return undefined;
       await new Promise((r) => setTimeout(r, 100));

@@ -1,9 +1,12 @@
 // Labelled episodes as training data: their stored media and a manifest.jsonl in the format of
 // models/data (what `armor-serve eval --data` and models/tooling read). An operator's
 // explanation makes an episode dense; a label alone keeps it sparse, as in the ARMOR paper.
-import { mkdir, writeFile } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { SNIFF_BYTES, sniffMedia, type EpisodeResponse } from '../pipeline/index.js';
+import { pipeline } from 'node:stream/promises';
+import type { BlobStore } from '../blobs/index.js';
+import { sniffFile, type EpisodeResponse } from '../pipeline/index.js';
 import type { EpisodeRecord, EpisodeStore, LabelRecord } from '../store/index.js';
 import { safeFileName } from './stored-media.js';
 
@@ -66,7 +69,7 @@ function manifestLine(e: EpisodeRecord, label: LabelRecord | undefined, files: s
   };
 }
 
-export async function exportEpisodes(store: EpisodeStore, o: ExportOptions): Promise<ExportSummary> {
+export async function exportEpisodes(store: EpisodeStore, blobs: BlobStore, o: ExportOptions): Promise<ExportSummary> {
   await mkdir(o.outDir, { recursive: true });
   const summary: ExportSummary = { exported: 0, operatorLabelled: 0, dense: 0, withoutMedia: 0 };
   const lines: string[] = [];
@@ -82,7 +85,7 @@ export async function exportEpisodes(store: EpisodeStore, o: ExportOptions): Pro
       cursor,
     });
     for (const e of page.items) {
-      const media = await store.loadMedia(e.id);
+      const media = await store.episodeMedia(e.key);
       if (media.length === 0) {
         summary.withoutMedia++;
         continue;
@@ -93,12 +96,15 @@ export async function exportEpisodes(store: EpisodeStore, o: ExportOptions): Pro
       stems.add(stem);
       const files: string[] = [];
       for (const [i, m] of media.entries()) {
-        const ext = EXTENSIONS[sniffMedia(m.bytes.subarray(0, SNIFF_BYTES))] ?? '.bin';
-        const name = e.mediaKind === 'video' ? `${stem}${ext}` : `${stem}-view${i + 1}${ext}`;
-        await writeFile(path.join(o.outDir, name), m.bytes);
+        // Streamed from the blob store (checked against its hash on the way), named by its kind.
+        const base = e.mediaKind === 'video' ? stem : `${stem}-view${i + 1}`;
+        const partial = path.join(o.outDir, `${base}.part`);
+        await pipeline(await blobs.read(m.sha256), createWriteStream(partial));
+        const name = `${base}${EXTENSIONS[await sniffFile(partial)] ?? '.bin'}`;
+        await rename(partial, path.join(o.outDir, name));
         files.push(name);
       }
-      const label = (await store.listLabels(e.id)).at(-1);
+      const label = (await store.listLabels(e.key)).at(-1);
       const line = manifestLine(e, label, files);
       lines.push(JSON.stringify(line));
       summary.exported++;

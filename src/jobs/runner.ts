@@ -1,13 +1,14 @@
 // Runs asynchronous episodes: claims queued ones (or ones whose claim expired because their
-// replica died) from the store, writes their media to a temp dir, runs them through the
+// replica died) from the store, opens their media from the blob store, runs them through the
 // pipeline, and records the outcome. Claims are renewed while an episode runs.
+import { BlobIntegrityError, BlobStoreUnavailableError } from '../blobs/index.js';
 import type { RequestOptions } from '../pipeline/index.js';
 import type { EpisodeRecord, EpisodeStore } from '../store/index.js';
 import { errorOutcome, isFinalError, type EpisodeService } from './episodes.js';
 import { withStoredMedia } from './stored-media.js';
 
 /** Errors that mean the engine never took the episode. */
-const NOT_RUN = new Set(['queue_full', 'no_engine_workers', 'shutting_down']);
+const NOT_RUN = new Set(['queue_full', 'no_engine_workers', 'shutting_down', 'blob_store_unavailable']);
 
 export interface RunnerOptions {
   leaseMs: number;
@@ -78,7 +79,7 @@ export class EpisodeRunner {
   private launch(episode: EpisodeRecord): void {
     const abort = new AbortController();
     const heartbeat = setInterval(() => {
-      this.store.renewLease(episode.id, this.service.owner, this.o.leaseMs).then(
+      this.store.renewLease(episode.key, this.service.owner, this.o.leaseMs).then(
         (held) => {
           // Another replica took it over (this one stalled past the lease): stop wasting work.
           if (!held) abort.abort('lost');
@@ -91,10 +92,10 @@ export class EpisodeRunner {
       .catch((err: Error) => this.o.log.warn({ episode_id: episode.id, err: err.message }, 'async episode could not be recorded; its claim will expire and it will run again'))
       .finally(() => {
       clearInterval(heartbeat);
-      this.inflight.delete(episode.id);
+      this.inflight.delete(episode.key);
       this.schedule(0);
     });
-    this.inflight.set(episode.id, { abort, done });
+    this.inflight.set(episode.key, { abort, done });
   }
 
   private async runOne(episode: EpisodeRecord, signal: AbortSignal): Promise<void> {
@@ -104,24 +105,38 @@ export class EpisodeRunner {
       await this.service.finish(episode, { status: 'failed', error: { code: 'too_many_attempts', message: `the episode was started ${episode.attempts - 1} times without finishing`, status: 500 } });
       return;
     }
+    const mediaLost = () => this.service.finish(episode, { status: 'failed', error: { code: 'media_lost', message: 'the episode media is no longer stored', status: 500 } });
     try {
-      const ran = await withStoredMedia(this.store, episode, this.o.tmpDir, async (media) => {
-        if (!media) return false;
-        await this.service.run(episode, media, episode.options as RequestOptions, signal);
-        return true;
-      });
+      const ran = await withStoredMedia(
+        this.store,
+        this.service.blobs,
+        episode,
+        this.o.tmpDir,
+        async (media) => {
+          if (!media) return false;
+          await this.service.run(episode, media, episode.options as RequestOptions, signal);
+          return true;
+        },
+        signal,
+      );
       if (!ran) {
-        await this.service.finish(episode, { status: 'failed', error: { code: 'media_lost', message: 'the episode media is no longer stored', status: 500 } });
+        await mediaLost();
         return;
       }
       this.o.log.info({ episode_id: episode.id, attempt: episode.attempts }, 'async episode finished');
     } catch (err) {
       const e = err as Error & { statusCode?: number; code?: string };
+      if (err instanceof BlobIntegrityError) {
+        this.o.log.warn({ episode_id: episode.id, err: e.message }, 'async episode media is missing or damaged in the blob store');
+        await mediaLost();
+        return;
+      }
+      if (err instanceof BlobStoreUnavailableError) this.o.log.warn({ episode_id: episode.id, err: e.message }, 'blob store unavailable; the episode goes back to the queue');
       if (isFinalError(e, 'async') || signal.reason === 'lost') return; // recorded by run(), or no longer ours
       // Busy, no worker, shutting down: the episode never really ran, so the run is not counted.
       if (this.stopped || NOT_RUN.has(String(e.code))) {
         if (!this.stopped) this.backoffUntil = Date.now() + this.o.pollMs * 4;
-        await this.store.releaseEpisode(episode.id, this.service.owner, { refund: true });
+        await this.store.releaseEpisode(episode.key, this.service.owner, { refund: true });
         return;
       }
       if (episode.attempts >= this.o.maxAttempts) {
@@ -132,7 +147,7 @@ export class EpisodeRunner {
       // Transient (no worker, shutting down, a crashed worker): back to the queue, and a pause.
       this.o.log.warn({ episode_id: episode.id, attempt: episode.attempts, code: e.code, err: e.message }, 'async episode put back in the queue');
       this.backoffUntil = Date.now() + this.o.pollMs * 4;
-      await this.store.releaseEpisode(episode.id, this.service.owner);
+      await this.store.releaseEpisode(episode.key, this.service.owner);
     }
   }
 

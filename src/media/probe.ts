@@ -6,6 +6,7 @@
 import { Input, FilePathSource, Logging, LogLevel, MATROSKA, MP4, QTFF, UnsupportedInputFormatError, WEBM, type InputVideoTrack } from 'mediabunny';
 import { MediaError } from './errors.js';
 import { sniffFile } from './sniff.js';
+import { checkContainerComplete } from './container-check.js';
 
 // The service logs its own errors; mediabunny's console warnings would bypass pino.
 Logging.level = LogLevel.Silent;
@@ -46,6 +47,7 @@ export async function probeVideo(file: string, limits: ProbeLimits, control: Run
   if (kind === 'unknown') throw new MediaError('unsupported_media', 'The file is not a video this service reads (MP4, WebM or Matroska).');
   if (kind === 'jpeg' || kind === 'png') throw new MediaError('unsupported_media', `The file is a ${kind.toUpperCase()} image, not a video.`);
   if (control.signal?.aborted) throw new MediaError('media_aborted', 'Reading the video was cancelled: the request went away.');
+  await checkContainerComplete(file, kind);
 
   const input = new Input({ source: new FilePathSource(file), formats: FORMATS });
   let timer: NodeJS.Timeout | undefined;

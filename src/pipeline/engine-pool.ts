@@ -28,6 +28,8 @@ interface Job {
   cancel: Int32Array;
   timer?: NodeJS.Timeout;
   settled: boolean;
+  /** A deadline this long after the job reaches a worker (waiting in the queue is not charged). */
+  budgetMs?: number;
 }
 
 interface Slot {
@@ -217,7 +219,11 @@ export class EnginePool {
     );
   }
 
-  run(input: EpisodeInput, options: RefinementOptions, signal?: AbortSignal): Promise<JobResult> {
+  /**
+   * Runs one episode. `options.deadline` (epoch ms) counts the queue too; `budgetMs` instead
+   * starts when a worker takes the job (an async episode's wait is never charged).
+   */
+  run(input: EpisodeInput, options: RefinementOptions, signal?: AbortSignal, budgetMs?: number): Promise<JobResult> {
     if (this.closing) return Promise.reject(unavailable('shutting_down', 'the server is shutting down'));
     if (this.slots.length === 0) return Promise.reject(unavailable('no_engine_workers', 'no engine worker is running; retry later', 5));
     const { rgb, count, height, width } = input.frames;
@@ -244,6 +250,7 @@ export class EnginePool {
         queueMs: 0,
         cancel: new Int32Array(new SharedArrayBuffer(4)),
         settled: false,
+        budgetMs,
       };
       if (signal) {
         job.onAbort = () => {
@@ -258,7 +265,7 @@ export class EnginePool {
         };
         signal.addEventListener('abort', job.onAbort, { once: true });
       }
-      if (options.deadline !== undefined) {
+      if (options.deadline !== undefined && budgetMs === undefined) {
         // Queued past its deadline: failed without reaching a worker.
         job.timer = setTimeout(() => this.expire(job), Math.max(0, options.deadline - Date.now()));
         job.timer.unref();
@@ -318,6 +325,13 @@ export class EnginePool {
       if (!job) return;
       slot.job = job;
       job.queueMs = performance.now() - job.enqueuedAt;
+      if (job.budgetMs !== undefined) {
+        // The budget starts now: the engine and the watchdog both see this deadline.
+        job.options = { ...job.options, deadline: Date.now() + job.budgetMs };
+        const running = job;
+        job.timer = setTimeout(() => this.expire(running), job.budgetMs);
+        job.timer.unref();
+      }
       const rgb = job.input.frames.rgb;
       // Hand the frame buffer over instead of copying it, when the view owns its whole buffer.
       const owned = rgb.byteOffset === 0 && rgb.byteLength === rgb.buffer.byteLength && !(rgb.buffer instanceof SharedArrayBuffer);

@@ -8,6 +8,7 @@ import type { ArmorTokenizer } from '../runtime/tokenizer.js';
 import { unavailable, type EnginePool } from './engine-pool.js';
 import { PipelineError } from './errors.js';
 import { resolveOptions, type RequestOptions } from './options.js';
+import type { RefinementOptions } from '../engine/types.js';
 import { toResponse, type EpisodeResponse } from './response.js';
 import { Semaphore } from './semaphore.js';
 
@@ -25,6 +26,13 @@ export interface EpisodeRequest {
   signal?: AbortSignal;
   /** Epoch ms the whole episode must end by; default: now + options.deadline_ms (or the server's request timeout). */
   deadline?: number;
+  /**
+   * 'wall' (default): the deadline counts from the request's arrival, waits included (a
+   * client is waiting). 'run': options.deadline_ms (or the request timeout) is spent only
+   * while the episode's media decodes and the engine runs it; waiting for a media slot or an
+   * engine worker is never charged (an async episode nobody waits on).
+   */
+  budget?: 'wall' | 'run';
 }
 
 const deadlineExceeded = (stage: string) => new PipelineError('deadline_exceeded', `the deadline passed during ${stage}`, 504);
@@ -78,12 +86,13 @@ export class EpisodePipeline {
     const task = this.checkTask(req.task);
     this.checkCapacity();
     const options = resolveOptions(req.options ?? {}, this.manifest.refinement, this.config.caps, req.episodeId);
+    if (req.budget === 'run') return this.analyzeOnBudget(req, task, options, started);
     const deadline = req.deadline ?? Date.now() + (req.options?.deadline_ms ?? this.config.requestTimeoutMs);
     if (Date.now() >= deadline) throw deadlineExceeded('the upload');
     // ffmpeg is killed when the client goes away or the deadline passes, whichever is first.
     const timeout = AbortSignal.timeout(Math.max(0, deadline - Date.now()));
     const mediaSignal = req.signal ? AbortSignal.any([req.signal, timeout]) : timeout;
-    let media: Awaited<ReturnType<EpisodePipeline['loadMedia']>>;
+    let media: LoadedMedia;
     try {
       const release = await this.mediaSlots.acquire(mediaSignal);
       try {
@@ -97,8 +106,36 @@ export class EpisodePipeline {
       if (req.signal?.aborted && !(err instanceof MediaError)) throw new PipelineError('client_closed', 'the request was aborted', 499);
       throw err;
     }
-    const { input, meta, mediaMs } = media;
-    const result = await this.pool.run(input, { ...options, deadline }, req.signal);
+    const result = await this.pool.run(media.input, { ...options, deadline }, req.signal);
+    return this.respond(req, media, result, started);
+  }
+
+  /** analyze() for budget 'run': the clock runs only while the media decodes and the engine works. */
+  private async analyzeOnBudget(req: EpisodeRequest, task: string, options: RefinementOptions, started: number): Promise<EpisodeResponse> {
+    const budgetMs = req.options?.deadline_ms ?? this.config.requestTimeoutMs;
+    let media: LoadedMedia;
+    let timeout: AbortSignal | undefined;
+    try {
+      const release = await this.mediaSlots.acquire(req.signal);
+      try {
+        timeout = AbortSignal.timeout(budgetMs);
+        media = await this.loadMedia(req.media, task, req.signal ? AbortSignal.any([req.signal, timeout]) : timeout);
+      } finally {
+        release();
+      }
+    } catch (err) {
+      if (timeout?.aborted && !req.signal?.aborted) throw deadlineExceeded('media decoding');
+      if (req.signal?.aborted && !(err instanceof MediaError)) throw new PipelineError('client_closed', 'the request was aborted', 499);
+      throw err;
+    }
+    const left = budgetMs - media.mediaMs;
+    if (left <= 0) throw deadlineExceeded('media decoding');
+    const result = await this.pool.run(media.input, options, req.signal, left);
+    return this.respond(req, media, result, started);
+  }
+
+  private respond(req: EpisodeRequest, media: LoadedMedia, result: Awaited<ReturnType<EnginePool['run']>>, started: number): EpisodeResponse {
+    const { meta, mediaMs } = media;
     return toResponse(
       result,
       {

@@ -5,7 +5,7 @@ import underPressure from '@fastify/under-pressure';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Config } from '../config.js';
-import type { EpisodeReview, EpisodeService } from '../jobs/index.js';
+import type { EpisodeReview, EpisodeService, FramesRenderer } from '../jobs/index.js';
 import type { EpisodePipeline, Runtime } from '../pipeline/index.js';
 import type { WebhookDispatcher } from '../webhooks/index.js';
 import type { Admission } from './admission.js';
@@ -27,6 +27,7 @@ export interface ArmorContext {
   metrics: ServiceMetrics;
   episodes: EpisodeService;
   review: EpisodeReview;
+  frames: FramesRenderer;
   dispatcher: WebhookDispatcher;
   /** Set by the episodes routes: POSTs in flight against their capacity. */
   admission?: Admission;
@@ -47,13 +48,14 @@ export interface AppOptions {
   metrics: ServiceMetrics;
   episodes: EpisodeService;
   review: EpisodeReview;
+  frames: FramesRenderer;
   dispatcher: WebhookDispatcher;
   /** Stops claiming async episodes. */
   pauseRunner: () => void;
 }
 
 async function app(fastify: FastifyInstance, opts: AppOptions): Promise<void> {
-  const { config, runtime, metrics, episodes, review, dispatcher } = opts;
+  const { config, runtime, metrics, episodes, review, frames, dispatcher } = opts;
   const m = runtime.bundle.manifest;
   const armor: ArmorContext = {
     config,
@@ -62,6 +64,7 @@ async function app(fastify: FastifyInstance, opts: AppOptions): Promise<void> {
     metrics,
     episodes,
     review,
+    frames,
     dispatcher,
     shuttingDown: false,
     beginDrain: () => {
@@ -85,8 +88,11 @@ async function app(fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(authPlugin, { config });
   await fastify.register(multipart, {
     limits: {
-      fileSize: config.maxUploadBytes,
-      files: 1 + m.preprocessing.tiles.max_views,
+      // One byte over the limit reaches the ingest, which refuses it at once (413); at the limit
+      // itself the parser would truncate quietly and only complain when the part ends.
+      fileSize: config.maxUploadBytes + 1,
+      // One more than any valid upload holds, so the ingest's own rules name what is wrong.
+      files: 2 + m.preprocessing.tiles.max_views,
       fields: 8,
       fieldSize: 64 * 1024,
       parts: 16,

@@ -13,6 +13,12 @@ export interface MetricsSources {
   model: { name: string; version: string };
   provider: () => string;
   storeStats: () => Promise<StoreStats>;
+  /** ARMOR_MAX_BACKLOG. */
+  asyncBacklogLimit: number;
+  /** Upload bytes reserved or received by POSTs in flight. */
+  uploadBytesInFlight: () => number;
+  /** Whether the blob store answers (its last check). */
+  blobStoreUp: () => Promise<boolean>;
 }
 
 const STAGES = ['media', 'queue', 'preprocess', 'vision', 'prefix', 'suffix_prefill', 'detection', 'decode', 'total'] as const;
@@ -99,6 +105,38 @@ export class ServiceMetrics {
       async collect() {
         const oldest = (await stats()).oldestPendingDeliveryAt;
         this.set(oldest === null ? 0 : Math.max(0, (Date.now() - oldest) / 1000));
+      },
+    });
+    new client.Gauge({
+      name: 'armor_async_backlog',
+      help: 'Asynchronous episodes queued or running (the same figure on every replica sharing a database).',
+      registers,
+      async collect() {
+        this.set((await stats()).asyncBacklog);
+      },
+    });
+    new client.Gauge({
+      name: 'armor_async_backlog_limit',
+      help: 'ARMOR_MAX_BACKLOG: past it, asynchronous POSTs get 503 backlog_full.',
+      registers,
+      collect() {
+        this.set(sources.asyncBacklogLimit);
+      },
+    });
+    new client.Gauge({
+      name: 'armor_upload_bytes_in_flight',
+      help: 'Upload bytes reserved or received by POSTs in flight (bounded by ARMOR_MAX_UPLOAD_BYTES_IN_FLIGHT).',
+      registers,
+      collect() {
+        this.set(sources.uploadBytesInFlight());
+      },
+    });
+    new client.Gauge({
+      name: 'armor_blob_store_up',
+      help: 'Whether the blob store (media directory or bucket) answers: 1 or 0.',
+      registers,
+      async collect() {
+        this.set((await sources.blobStoreUp()) ? 1 : 0);
       },
     });
     new client.Gauge({ name: 'armor_queue_depth', help: 'Episodes waiting for an engine worker.', registers, collect() { this.set(sources.queueDepth()); } });

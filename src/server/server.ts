@@ -5,10 +5,10 @@ import { randomBytes } from 'node:crypto';
 import closeWithGrace from 'close-with-grace';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { assertSafeExposure, type Config } from '../config.js';
-import { EpisodeReview, EpisodeRunner, EpisodeService, MediaRetention } from '../jobs/index.js';
+import { ownPrivateDir } from '../blobs/index.js';
+import { EpisodeReview, EpisodeRunner, EpisodeService, FramesRenderer, MediaRetention, openMedia } from '../jobs/index.js';
 import { startRuntime } from '../pipeline/index.js';
 import type { PoolOptions } from '../pipeline/engine-pool.js';
-import { openStore } from '../store/index.js';
 import { WebhookDispatcher } from '../webhooks/index.js';
 import app from './app.js';
 import { sweepStaleUploads } from './ingest.js';
@@ -37,10 +37,18 @@ export async function buildServer(config: Config, build: BuildOptions = {}): Pro
   if (config.auth.mode === 'none' && !isLoopback(config.host)) {
     fastify.log.warn({ host: config.host }, 'ARMOR_AUTH=none: the API is open to anyone who can reach this address (no API keys)');
   }
+  const tmp = await ownPrivateDir(config.tmpDir);
+  if (tmp === 'tightened') fastify.log.warn({ dir: config.tmpDir }, 'the temp dir was open to other users: closed to 0700');
   const swept = await sweepStaleUploads(config.tmpDir);
   if (swept > 0) fastify.log.warn({ swept, dir: config.tmpDir }, 'removed stale upload directories');
-  const store = await openStore(config.store);
-  fastify.log.info({ dialect: store.dialect, dir: store.dialect === 'sqlite' ? config.store.dataDir : undefined }, 'episode store open');
+  const { store, blobs, recovered } = await openMedia(config.store, config.blobs, { tmpDir: config.tmpDir, graceMs: config.blobGraceMs, recover: true });
+  fastify.log.info({ dialect: store.dialect, dir: store.dialect === 'sqlite' ? config.store.dataDir : undefined, blobs: blobs.info.location }, 'episode store and blob store open');
+  if (recovered.moved + recovered.staging + recovered.orphans > 0) {
+    fastify.log.warn({ moved_from_database: recovered.moved, staging_removed: recovered.staging, orphan_blobs_removed: recovered.orphans }, 'media recovered at start-up');
+  }
+  if (store.dialect === 'postgres' && blobs.info.backend === 'fs') {
+    fastify.log.warn('media is on this machine\'s disk (ARMOR_BLOB_STORE=fs) while episodes are in PostgreSQL: other replicas cannot run this one\'s async episodes; use ARMOR_BLOB_STORE=s3');
+  }
   if (store.dialect === 'sqlite') {
     // One process owns a SQLite data dir: whatever a previous run left claimed is dead.
     const recovered = await store.recoverOwnedClaims();
@@ -51,6 +59,7 @@ export async function buildServer(config: Config, build: BuildOptions = {}): Pro
     runtime = await startRuntime(config, fastify.log, undefined, build.failpoints);
   } catch (err) {
     await store.close();
+    await blobs.close();
     throw err;
   }
   const m = runtime.bundle.manifest;
@@ -63,6 +72,9 @@ export async function buildServer(config: Config, build: BuildOptions = {}): Pro
     model: { name: m.name, version: m.version },
     provider: () => runtime.pool.status.provider,
     storeStats: () => store.stats(),
+    asyncBacklogLimit: config.maxBacklog,
+    uploadBytesInFlight: () => fastify.armor?.admission?.activeBytes ?? 0,
+    blobStoreUp: () => blobs.check().then(() => true, () => false),
   }, config.metricCells);
   const dispatcher = new WebhookDispatcher(store, config.webhooks.endpoints, {
     owner,
@@ -73,10 +85,11 @@ export async function buildServer(config: Config, build: BuildOptions = {}): Pro
     log: fastify.log,
     onAttempt: (endpoint, outcome) => metrics.observeDelivery(endpoint, outcome),
   });
-  const episodes = new EpisodeService(store, runtime.pipeline, {
+  const episodes = new EpisodeService(store, blobs, runtime.pipeline, {
     owner,
     syncLeaseMs: config.requestTimeoutMs * 2 + 60000,
     endpoints: config.webhooks.endpoints,
+    backlog: { max: config.maxBacklog, maxPerKey: config.maxBacklogPerKey },
     onOutboxWritten: () => dispatcher.wake(),
     onQueued: () => runner.wake(),
     onFinished: (episode, outcome) => metrics.observeOutcome(episode, outcome),
@@ -91,13 +104,14 @@ export async function buildServer(config: Config, build: BuildOptions = {}): Pro
     hasCapacity: () => runtime.pool.hasCapacity,
     log: fastify.log,
   });
-  const review = new EpisodeReview(store, runtime.pipeline, {
-    tmpDir: config.tmpDir,
+  const review = new EpisodeReview(store, {
+    maxLabelsPerEpisode: config.maxLabelsPerEpisode,
     onLabel: (label) => {
       if (label.agreed !== null) metrics.observeLabel(label.agreed);
     },
   });
-  const retention = new MediaRetention(store, config.store.mediaRetentionMs, fastify.log);
+  const frames = new FramesRenderer(store, blobs, runtime.pipeline, { tmpDir: config.tmpDir, ...config.frames });
+  const retention = new MediaRetention(store, blobs, { retentionMs: config.store.mediaRetentionMs, graceMs: config.blobGraceMs }, fastify.log);
   fastify.addHook('onClose', async () => {
     retention.stop();
     // Async episodes still running are cancelled (they stop within a decode step) and put back
@@ -107,6 +121,7 @@ export async function buildServer(config: Config, build: BuildOptions = {}): Pro
     await dispatcher.stop();
     await runtime.close();
     await store.close();
+    await blobs.close();
   });
   fastify.addHook('onReady', async () => {
     runner.start();
@@ -114,7 +129,7 @@ export async function buildServer(config: Config, build: BuildOptions = {}): Pro
     retention.start();
   });
   try {
-    await fastify.register(app, { config, runtime, metrics, episodes, review, dispatcher, pauseRunner: () => runner.pause() });
+    await fastify.register(app, { config, runtime, metrics, episodes, review, frames, dispatcher, pauseRunner: () => runner.pause() });
     await fastify.ready();
   } catch (err) {
     await fastify.close();

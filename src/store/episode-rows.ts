@@ -10,10 +10,10 @@ export function encodeCursor(createdAt: number, id: string): string {
 }
 
 /** One page of newest-first rows fetched with limit + 1: the extra row says there is more. */
-export function toPage<T extends { createdAt: number; id: string }>(rows: T[], limit: number): Page<T> {
+export function toPage<T extends { createdAt: number }>(rows: T[], limit: number, rowKey: (row: T) => string): Page<T> {
   const items = rows.slice(0, limit);
   const last = items.at(-1);
-  return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.createdAt, last.id) : null };
+  return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.createdAt, rowKey(last)) : null };
 }
 
 export class InvalidCursorError extends Error {
@@ -36,8 +36,10 @@ export function decodeCursor(cursor: string): [number, string] {
 
 export function toEpisode(row: EpisodeRow): EpisodeRecord {
   return {
-    id: row.id,
+    key: row.id,
+    id: row.episode_id,
     cellId: row.cell_id,
+    submittedBy: row.submitted_by,
     task: row.task,
     status: row.status,
     mode: row.mode,

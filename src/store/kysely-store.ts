@@ -3,6 +3,7 @@
 import { Kysely, sql, type Transaction } from 'kysely';
 import type { Database } from './schema.js';
 import * as review from './review-queries.js';
+import * as blobs from './blob-queries.js';
 import { decodeCursor, episodeListQuery, toEpisode, toPage } from './episode-rows.js';
 import type {
   AttemptOutcome,
@@ -14,11 +15,13 @@ import type {
   EpisodeFilter,
   EpisodeOutcome,
   EpisodeRecord,
+  EpisodeScope,
   EpisodeStore,
   FailureRatePoint,
   FailureRateQuery,
   LabelRecord,
-  MediaFile,
+  LegacyMediaFile,
+  MediaRef,
   NewLabel,
   NewEpisode,
   OutboxMessage,
@@ -31,7 +34,8 @@ type Tx = Transaction<Database>;
 const DELIVERY_COLUMNS = [
   'd.id',
   'd.message_id',
-  'm.episode_id',
+  'e.episode_id',
+  'e.cell_id',
   'm.event_type',
   'd.endpoint_id',
   'd.status',
@@ -47,7 +51,8 @@ const DELIVERY_COLUMNS = [
 interface DeliveryRow {
   id: string;
   message_id: string;
-  episode_id: string;
+  episode_id: string | null;
+  cell_id: string | null;
   event_type: string;
   endpoint_id: string;
   status: DeliveryRecord['status'];
@@ -64,7 +69,8 @@ function toDelivery(row: DeliveryRow): DeliveryRecord {
   return {
     id: row.id,
     messageId: row.message_id,
-    episodeId: row.episode_id,
+    episodeId: row.episode_id ?? '',
+    cellId: row.cell_id,
     eventType: row.event_type,
     endpointId: row.endpoint_id,
     status: row.status,
@@ -105,12 +111,25 @@ export class KyselyStore implements EpisodeStore {
 
   async createEpisode(e: NewEpisode): Promise<CreateOutcome> {
     const now = this.now();
+    const cellKey = e.cellId ?? '';
     return this.db.transaction().execute(async (trx) => {
+      const existing = await trx.selectFrom('episodes').selectAll().where('cell_key', '=', cellKey).where('episode_id', '=', e.episodeId).executeTakeFirst();
+      if (existing) return { created: false, episode: toEpisode(existing) };
+      if (e.backlog) {
+        // Inside the transaction: SQLite's one writer makes it exact; on PostgreSQL concurrent
+        // POSTs may pass it together (at most the POSTs in flight over the bound).
+        const backlog = await this.countBacklog(trx, e.submittedBy);
+        if (backlog.total >= e.backlog.max) return { created: false, backlogFull: 'total', backlog: backlog.total };
+        if (e.submittedBy !== null && backlog.key >= e.backlog.maxPerKey) return { created: false, backlogFull: 'key', backlog: backlog.key };
+      }
       const inserted = await trx
         .insertInto('episodes')
         .values({
-          id: e.id,
+          id: `${cellKey}/${e.episodeId}`,
+          episode_id: e.episodeId,
           cell_id: e.cellId,
+          cell_key: cellKey,
+          submitted_by: e.submittedBy,
           task: e.task,
           status: e.owner ? 'running' : 'queued',
           mode: e.mode,
@@ -131,30 +150,54 @@ export class KyselyStore implements EpisodeStore {
           started_at: e.owner ? now : null,
           finished_at: null,
         })
-        .onConflict((oc) => oc.column('id').doNothing())
+        // Another request inserted the same (cell, id) since the look above (PostgreSQL).
+        .onConflict((oc) => oc.doNothing())
         .returningAll()
         .executeTakeFirst();
       if (!inserted) {
-        const existing = await trx.selectFrom('episodes').selectAll().where('id', '=', e.id).executeTakeFirstOrThrow();
-        return { created: false, episode: toEpisode(existing) };
+        const raced = await trx.selectFrom('episodes').selectAll().where('cell_key', '=', cellKey).where('episode_id', '=', e.episodeId).executeTakeFirstOrThrow();
+        return { created: false, episode: toEpisode(raced) };
       }
-      if (e.media) {
-        for (const [idx, file] of e.media.entries()) {
-          await trx.insertInto('episode_media').values({ episode_id: e.id, idx, name: file.name, bytes: file.bytes }).execute();
-        }
+      for (const [idx, ref] of (e.media ?? []).entries()) {
+        await trx.insertInto('episode_blobs').values({ episode_id: inserted.id, idx, name: ref.name, sha256: ref.sha256, size: ref.size }).execute();
       }
       return { created: true, episode: toEpisode(inserted) };
     });
   }
 
-  async getEpisode(id: string): Promise<EpisodeRecord | undefined> {
-    const row = await this.db.selectFrom('episodes').selectAll().where('id', '=', id).executeTakeFirst();
+  private async countBacklog(db: Kysely<Database> | Tx, submittedBy: string | null): Promise<{ total: number; key: number }> {
+    const row = await db
+      .selectFrom('episodes')
+      .select([
+        sql<number>`count(*)`.as('total'),
+        sql<number>`sum(case when submitted_by = ${submittedBy} then 1 else 0 end)`.as('key'),
+      ])
+      .where('mode', '=', 'async')
+      .where('status', 'in', ['queued', 'running'])
+      .executeTakeFirstOrThrow();
+    return { total: Number(row.total), key: Number(row.key ?? 0) };
+  }
+
+  asyncBacklog(submittedBy: string | null): Promise<{ total: number; key: number }> {
+    return this.countBacklog(this.db, submittedBy);
+  }
+
+  async findEpisodes(episodeId: string, scope: EpisodeScope): Promise<EpisodeRecord[]> {
+    let q = this.db.selectFrom('episodes').selectAll().where('episode_id', '=', episodeId);
+    if (scope.cell !== undefined) q = q.where('cell_key', '=', scope.cell ?? '');
+    if (scope.cellIds !== undefined) q = q.where('cell_id', 'in', scope.cellIds.length > 0 ? scope.cellIds : ['']);
+    const rows = await q.orderBy('cell_key').limit(20).execute();
+    return rows.map(toEpisode);
+  }
+
+  async getEpisode(key: string): Promise<EpisodeRecord | undefined> {
+    const row = await this.db.selectFrom('episodes').selectAll().where('id', '=', key).executeTakeFirst();
     return row && toEpisode(row);
   }
 
   async listEpisodes(filter: EpisodeFilter): Promise<Page<EpisodeRecord>> {
     const rows = await episodeListQuery(this.db, filter).execute();
-    return toPage(rows.map(toEpisode), filter.limit);
+    return toPage(rows.map(toEpisode), filter.limit, (e) => e.key);
   }
 
   async claimEpisode(owner: string, leaseMs: number): Promise<EpisodeRecord | undefined> {
@@ -216,25 +259,48 @@ export class KyselyStore implements EpisodeStore {
       .execute();
   }
 
-  async loadMedia(id: string): Promise<MediaFile[]> {
-    const rows = await this.db.selectFrom('episode_media').select(['name', 'bytes']).where('episode_id', '=', id).orderBy('idx').execute();
-    return rows.map((r) => ({ name: r.name, bytes: r.bytes }));
+  episodeMedia(key: string): Promise<MediaRef[]> {
+    return blobs.episodeMedia(this.db, key);
   }
 
-  hasMedia(id: string): Promise<boolean> {
-    return review.hasMedia(this.db, id);
+  hasMedia(key: string): Promise<boolean> {
+    return blobs.hasMedia(this.db, key);
   }
 
   expireMedia(finishedBefore: number): Promise<number> {
-    return review.expireMedia(this.db, finishedBefore);
+    return blobs.expireMedia(this.db, finishedBefore);
   }
 
-  addLabel(episodeId: string, label: NewLabel): Promise<LabelRecord | undefined> {
-    return review.addLabel(this.db, episodeId, label, this.now, this.dialect === 'postgres');
+  claimBlobs(list: ReadonlyArray<{ sha256: string; size: number }>): Promise<void> {
+    return blobs.claimBlobs(this.db, list, this.now());
   }
 
-  listLabels(episodeId: string): Promise<LabelRecord[]> {
-    return review.listLabels(this.db, episodeId);
+  collectBlobs(graceMs: number, remove: (sha256: string) => Promise<void>, limit = 100): Promise<number> {
+    return blobs.collectBlobs(this.db, this.dialect, this.now(), graceMs, remove, limit);
+  }
+
+  blobStats(): Promise<{ blobs: number; bytes: number }> {
+    return blobs.blobStats(this.db);
+  }
+
+  nextLegacyMedia(): Promise<LegacyMediaFile | undefined> {
+    return blobs.nextLegacyMedia(this.db);
+  }
+
+  adoptLegacyMedia(file: LegacyMediaFile, ref: MediaRef): Promise<void> {
+    return blobs.adoptLegacyMedia(this.db, file, ref);
+  }
+
+  async setMediaSha256(key: string, mediaSha256: string): Promise<void> {
+    await this.db.updateTable('episodes').set({ media_sha256: mediaSha256 }).where('id', '=', key).execute();
+  }
+
+  addLabel(key: string, label: NewLabel, maxLabels: number): Promise<LabelRecord | 'not_found' | 'too_many_labels'> {
+    return review.addLabel(this.db, key, label, this.now, this.dialect === 'postgres', maxLabels);
+  }
+
+  listLabels(key: string): Promise<LabelRecord[]> {
+    return review.listLabels(this.db, key);
   }
 
   failureRate(query: FailureRateQuery): Promise<FailureRatePoint[]> {
@@ -263,7 +329,11 @@ export class KyselyStore implements EpisodeStore {
         .where('status', '=', 'running')
         .executeTakeFirst();
       if (Number(done.numUpdatedRows) !== 1) return false;
-      if (!this.keepsMedia) await trx.deleteFrom('episode_media').where('episode_id', '=', id).execute();
+      if (!this.keepsMedia) {
+        // The refs go; their blobs go with the collector once nothing else refers to them.
+        await trx.deleteFrom('episode_blobs').where('episode_id', '=', id).execute();
+        await trx.deleteFrom('episode_media').where('episode_id', '=', id).execute();
+      }
       for (const message of messages) await this.insertMessage(trx, id, message, now);
       return true;
     });
@@ -344,6 +414,7 @@ export class KyselyStore implements EpisodeStore {
       const rows = await trx
         .selectFrom('webhook_deliveries as d')
         .innerJoin('webhook_messages as m', 'm.id', 'd.message_id')
+        .leftJoin('episodes as e', 'e.id', 'm.episode_id')
         .select([...DELIVERY_COLUMNS, 'm.payload'])
         .where('d.id', 'in', ids)
         .orderBy('d.next_attempt_at')
@@ -374,20 +445,25 @@ export class KyselyStore implements EpisodeStore {
   }
 
   private deliveries() {
-    return this.db.selectFrom('webhook_deliveries as d').innerJoin('webhook_messages as m', 'm.id', 'd.message_id').select(DELIVERY_COLUMNS);
+    return this.db
+      .selectFrom('webhook_deliveries as d')
+      .innerJoin('webhook_messages as m', 'm.id', 'd.message_id')
+      .leftJoin('episodes as e', 'e.id', 'm.episode_id')
+      .select(DELIVERY_COLUMNS);
   }
 
   async listDeliveries(filter: DeliveryFilter): Promise<Page<DeliveryRecord>> {
     let q = this.deliveries();
     if (filter.status !== undefined) q = q.where('d.status', '=', filter.status);
     if (filter.endpointId !== undefined) q = q.where('d.endpoint_id', '=', filter.endpointId);
-    if (filter.episodeId !== undefined) q = q.where('m.episode_id', '=', filter.episodeId);
+    if (filter.episodeId !== undefined) q = q.where('e.episode_id', '=', filter.episodeId);
+    if (filter.cellIds !== undefined) q = q.where('e.cell_id', 'in', filter.cellIds.length > 0 ? filter.cellIds : ['']);
     if (filter.cursor !== undefined) {
       const [at, id] = decodeCursor(filter.cursor);
       q = q.where((eb) => eb.or([eb('d.created_at', '<', at), eb.and([eb('d.created_at', '=', at), eb('d.id', '<', id)])]));
     }
     const rows = await q.orderBy('d.created_at', 'desc').orderBy('d.id', 'desc').limit(filter.limit + 1).execute();
-    return toPage(rows.map(toDelivery), filter.limit);
+    return toPage(rows.map(toDelivery), filter.limit, (d) => d.id);
   }
 
   async getDelivery(id: string): Promise<DeliveryRecord | undefined> {
@@ -447,7 +523,13 @@ export class KyselyStore implements EpisodeStore {
       .select([sql<number>`count(*)`.as('n'), sql<number | null>`min(created_at)`.as('oldest')])
       .where('status', '=', 'pending')
       .executeTakeFirstOrThrow();
-    return { episodes, pendingDeliveries: Number(backlog.n), oldestPendingDeliveryAt: backlog.oldest === null ? null : Number(backlog.oldest) };
+    const asyncBacklog = await this.countBacklog(this.db, null);
+    return {
+      episodes,
+      asyncBacklog: asyncBacklog.total,
+      pendingDeliveries: Number(backlog.n),
+      oldestPendingDeliveryAt: backlog.oldest === null ? null : Number(backlog.oldest),
+    };
   }
 
   async close(): Promise<void> {

@@ -21,11 +21,21 @@ function toLabel(row: LabelRow): LabelRecord {
 }
 
 /** `lockRow`: PostgreSQL, where concurrent labels of one episode must take turns (SQLite has one writer). */
-export async function addLabel(db: Kysely<Database>, episodeId: string, label: NewLabel, now: () => number, lockRow: boolean): Promise<LabelRecord | undefined> {
+export async function addLabel(
+  db: Kysely<Database>,
+  episodeId: string,
+  label: NewLabel,
+  now: () => number,
+  lockRow: boolean,
+  maxLabels: number,
+): Promise<LabelRecord | 'not_found' | 'too_many_labels'> {
   return db.transaction().execute(async (trx) => {
     const query = trx.selectFrom('episodes').select(['label']).where('id', '=', episodeId);
     const episode = await (lockRow ? query.forUpdate() : query).executeTakeFirst();
-    if (!episode) return undefined;
+    if (!episode) return 'not_found';
+    // Counted under the episode's lock: concurrent labels cannot pass the bound together.
+    const { n } = await trx.selectFrom('episode_labels').select(sql<number>`count(*)`.as('n')).where('episode_id', '=', episodeId).executeTakeFirstOrThrow();
+    if (Number(n) >= maxLabels) return 'too_many_labels';
     const row: LabelRow = {
       id: randomUUID(),
       episode_id: episodeId,
@@ -66,15 +76,4 @@ export async function failureRate(db: Kysely<Database>, q: FailureRateQuery): Pr
   if (q.cellIds !== undefined) query = query.where('cell_id', 'in', q.cellIds);
   const rows = await query.groupBy(['cell_id', bucket]).orderBy('cell_id').orderBy(bucket).execute();
   return rows.map((r) => ({ cellId: r.cell_id, bucketStart: Number(r.bucket) * q.bucketMs, episodes: Number(r.episodes), failures: Number(r.failures) }));
-}
-
-export async function hasMedia(db: Kysely<Database>, episodeId: string): Promise<boolean> {
-  const row = await db.selectFrom('episode_media').select('idx').where('episode_id', '=', episodeId).limit(1).executeTakeFirst();
-  return row !== undefined;
-}
-
-export async function expireMedia(db: Kysely<Database>, finishedBefore: number): Promise<number> {
-  const expired = db.selectFrom('episodes').select('id').where('status', 'in', ['succeeded', 'failed']).where('finished_at', '<', finishedBefore);
-  const done = await db.deleteFrom('episode_media').where('episode_id', 'in', expired).executeTakeFirst();
-  return Number(done.numDeletedRows);
 }

@@ -5,8 +5,15 @@ export type EpisodeMode = 'sync' | 'async';
 export type DeliveryStatus = 'pending' | 'succeeded' | 'failed';
 
 export interface EpisodesTable {
+  /** The row's key: "<cell>/<episode_id>" (older rows: the episode_id alone). Never shown to clients. */
   id: string;
+  /** The client's episode id, unique within its cell. */
+  episode_id: string;
   cell_id: string | null;
+  /** cell_id, or '' for none: (cell_key, episode_id) is unique, so ids are scoped by cell. */
+  cell_key: string;
+  /** The API key that submitted it (async backlog per key); null without keys. */
+  submitted_by: string | null;
   task: string;
   status: EpisodeStatus;
   mode: EpisodeMode;
@@ -32,11 +39,31 @@ export interface EpisodesTable {
   finished_at: number | null;
 }
 
+/** Uploads as stored before migration 003: moved into the blob store at start-up, then empty. */
 export interface EpisodeMediaTable {
   episode_id: string;
   idx: number;
   name: string;
   bytes: Uint8Array;
+}
+
+/** Every blob the blob store may hold; a row is written before its blob (see blob-queries.ts). */
+export interface MediaBlobsTable {
+  sha256: string;
+  size: number;
+  created_at: number;
+  /** Last time an upload claimed it: the garbage collector leaves it alone for a grace after. */
+  last_used_at: number;
+}
+
+/** Which blobs an episode's upload is made of, in upload order. */
+export interface EpisodeBlobsTable {
+  episode_id: string;
+  idx: number;
+  /** The client's file name (sanitised when written to disk). */
+  name: string;
+  sha256: string;
+  size: number;
 }
 
 export interface EpisodeLabelsTable {
@@ -85,6 +112,8 @@ export interface WebhookEndpointStateTable {
 export interface Database {
   episodes: EpisodesTable;
   episode_media: EpisodeMediaTable;
+  media_blobs: MediaBlobsTable;
+  episode_blobs: EpisodeBlobsTable;
   episode_labels: EpisodeLabelsTable;
   webhook_messages: WebhookMessagesTable;
   webhook_deliveries: WebhookDeliveriesTable;

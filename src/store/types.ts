@@ -5,14 +5,29 @@ import type { DeliveryStatus, EpisodeMode, EpisodeStatus } from './schema.js';
 export type { DeliveryStatus, EpisodeMode, EpisodeStatus } from './schema.js';
 export type Dialect = 'sqlite' | 'postgres';
 
-export interface MediaFile {
+/** An upload file as stored before migration 003 (moved into the blob store at start-up). */
+export interface LegacyMediaFile {
+  episodeKey: string;
+  idx: number;
   name: string;
   bytes: Uint8Array;
 }
 
+/** One file of an episode's upload: a blob in the blob store. */
+export interface MediaRef {
+  name: string;
+  sha256: string;
+  size: number;
+}
+
 export interface EpisodeRecord {
+  /** The store's key for the row (unique across cells); never shown to clients. */
+  key: string;
+  /** The client's episode id, unique within its cell. */
   id: string;
   cellId: string | null;
+  /** The API key that submitted it; null without keys. */
+  submittedBy: string | null;
   task: string;
   status: EpisodeStatus;
   mode: EpisodeMode;
@@ -33,20 +48,35 @@ export interface EpisodeRecord {
 }
 
 export interface NewEpisode {
-  id: string;
+  /** The client's episode id (unique within the cell). */
+  episodeId: string;
   cellId: string | null;
+  submittedBy: string | null;
   task: string;
   mode: EpisodeMode;
   mediaSha256: string;
   mediaKind: 'video' | 'tiles';
   options: Record<string, unknown>;
-  /** Async episodes keep their media until done; sync ones are run by their own request. */
-  media: MediaFile[] | null;
+  /** The upload's blobs (claimed with claimBlobs and stored first); null: not kept. */
+  media: MediaRef[] | null;
   /** A sync episode is created already claimed by the process that runs it. */
   owner?: { id: string; leaseMs: number };
+  /** Async only: refused when this many async episodes are queued or running, in all or for the key. */
+  backlog?: { max: number; maxPerKey: number };
 }
 
-export type CreateOutcome = { created: true; episode: EpisodeRecord } | { created: false; episode: EpisodeRecord };
+export type CreateOutcome =
+  | { created: true; episode: EpisodeRecord }
+  | { created: false; episode: EpisodeRecord }
+  | { created: false; backlogFull: 'total' | 'key'; backlog: number };
+
+/** Which episodes a lookup by the client's id may find. */
+export interface EpisodeScope {
+  /** Only these cells (an API key's); undefined: any cell, and episodes without one. */
+  cellIds?: string[];
+  /** Exactly this cell (null: the episodes without a cell). */
+  cell?: string | null;
+}
 
 /** A webhook message to write in the same transaction as the episode's outcome. */
 export interface OutboxMessage {
@@ -113,7 +143,9 @@ export interface Page<T> {
 export interface DeliveryRecord {
   id: string;
   messageId: string;
+  /** The client's episode id and its cell. */
   episodeId: string;
+  cellId: string | null;
   eventType: string;
   endpointId: string;
   status: DeliveryStatus;
@@ -133,7 +165,10 @@ export interface DueDelivery extends DeliveryRecord {
 export interface DeliveryFilter {
   status?: DeliveryStatus;
   endpointId?: string;
+  /** The client's episode id. */
   episodeId?: string;
+  /** Only deliveries of these cells' episodes (an API key's cells). */
+  cellIds?: string[];
   limit: number;
   cursor?: string;
 }
@@ -145,6 +180,8 @@ export type AttemptOutcome =
 
 export interface StoreStats {
   episodes: Record<EpisodeStatus, number>;
+  /** Async episodes queued or running. */
+  asyncBacklog: number;
   pendingDeliveries: number;
   oldestPendingDeliveryAt: number | null;
 }
@@ -153,32 +190,57 @@ export interface EpisodeStore {
   readonly dialect: Dialect;
   /** Whether finished episodes keep their media (for review and export) until the retention ends. */
   readonly keepsMedia: boolean;
-  /** Inserts the episode unless its id exists; an existing one is returned as it is. */
+  /** Inserts the episode unless its id exists in its cell (then that one is returned) or the backlog is full. */
   createEpisode(episode: NewEpisode): Promise<CreateOutcome>;
-  getEpisode(id: string): Promise<EpisodeRecord | undefined>;
+  /** By the store's key. */
+  getEpisode(key: string): Promise<EpisodeRecord | undefined>;
+  /** By the client's id within a scope: none, one, or (an unscoped id used in several cells) more. */
+  findEpisodes(episodeId: string, scope: EpisodeScope): Promise<EpisodeRecord[]>;
+  /** Async episodes queued or running, in all and for one key. */
+  asyncBacklog(submittedBy: string | null): Promise<{ total: number; key: number }>;
   listEpisodes(filter: EpisodeFilter): Promise<Page<EpisodeRecord>>;
   /** Claims the oldest queued async episode, or one whose lease expired. */
   claimEpisode(owner: string, leaseMs: number): Promise<EpisodeRecord | undefined>;
-  renewLease(id: string, owner: string, leaseMs: number): Promise<boolean>;
+  renewLease(key: string, owner: string, leaseMs: number): Promise<boolean>;
   /** Puts a claimed episode back in the queue; `refund` when it never ran (its claim is not counted). */
-  releaseEpisode(id: string, owner: string, opts?: { refund: boolean }): Promise<void>;
-  loadMedia(id: string): Promise<MediaFile[]>;
+  releaseEpisode(key: string, owner: string, opts?: { refund: boolean }): Promise<void>;
+  /** The blobs of an episode's upload, in order (empty once its media is gone). */
+  episodeMedia(key: string): Promise<MediaRef[]>;
   /** Whether the episode's upload is still stored (until the media retention ends). */
-  hasMedia(id: string): Promise<boolean>;
-  /** Removes the media of episodes that finished before this time; how many files went. */
+  hasMedia(key: string): Promise<boolean>;
+  /** Drops the media of episodes that finished before this time; how many files went (their blobs go with collectBlobs). */
   expireMedia(finishedBefore: number): Promise<number>;
-  /** Records an operator label (and makes it the episode's latest); undefined without the episode. */
-  addLabel(episodeId: string, label: NewLabel): Promise<LabelRecord | undefined>;
+  /**
+   * Marks blobs as about to be stored (or referred to again), before they are written: the
+   * collector leaves a blob alone for its grace after this.
+   */
+  claimBlobs(blobs: ReadonlyArray<{ sha256: string; size: number }>): Promise<void>;
+  /**
+   * Removes up to `limit` blobs no episode refers to and nobody claimed within `graceMs`: each
+   * row is locked, `remove` deletes the blob, then the row goes (so a blob is never removed
+   * under an upload that claims it). How many went.
+   */
+  collectBlobs(graceMs: number, remove: (sha256: string) => Promise<void>, limit?: number): Promise<number>;
+  /** Bytes and blobs the blob store should hold. */
+  blobStats(): Promise<{ blobs: number; bytes: number }>;
+  /** The next upload file still stored in the database by an older version (moved out at start-up). */
+  nextLegacyMedia(): Promise<LegacyMediaFile | undefined>;
+  /** Records a legacy file as moved to `ref`'s blob and deletes its bytes from the database. */
+  adoptLegacyMedia(file: LegacyMediaFile, ref: MediaRef): Promise<void>;
+  /** Sets an episode's media identity (recomputed once every file of it was moved). */
+  setMediaSha256(key: string, mediaSha256: string): Promise<void>;
+  /** Records an operator label (and makes it the episode's latest), unless the episode is gone or has `maxLabels`. */
+  addLabel(key: string, label: NewLabel, maxLabels: number): Promise<LabelRecord | 'not_found' | 'too_many_labels'>;
   /** An episode's labels, oldest first. */
-  listLabels(episodeId: string): Promise<LabelRecord[]>;
+  listLabels(key: string): Promise<LabelRecord[]>;
   failureRate(query: FailureRateQuery): Promise<FailureRatePoint[]>;
   /**
    * Records the outcome and its webhook messages in one transaction, only while `owner`
    * still holds the claim; false when it does not (another replica took it over).
    */
-  finishEpisode(id: string, owner: string, outcome: EpisodeOutcome, messages: OutboxMessage[]): Promise<boolean>;
+  finishEpisode(key: string, owner: string, outcome: EpisodeOutcome, messages: OutboxMessage[]): Promise<boolean>;
   /** Forgets an episode a synchronous request gave up on (the client may retry it). */
-  forgetEpisode(id: string, owner: string): Promise<void>;
+  forgetEpisode(key: string, owner: string): Promise<void>;
   /**
    * For a store one process owns (SQLite): every claim left by a previous run of it is dead,
    * so async episodes go back to the queue and sync ones (never answered) are removed.

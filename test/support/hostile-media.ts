@@ -86,5 +86,25 @@ export async function makeHostileMedia(dir: string): Promise<HostileMedia> {
   files.jpeg = path.join(FIXTURES, 'view-1.jpg');
   files.png = path.join(FIXTURES, 'view-2.png');
   files.h264 = path.join(FIXTURES, 'pick-h264.mp4');
+  // Damage a decoder would conceal (grey, or the last frame repeated): the upload is cut.
+  const camera = await readFile(await make(dir, 'camera.jpg', [...lavfi('testsrc=s=640x480:r=1'), '-frames:v', '1', '-q:v', '3']));
+  files.cutJpeg = path.join(dir, 'cut.jpg');
+  await writeFile(files.cutJpeg, camera.subarray(0, 5000));
+  const png = await readFile(files.png);
+  files.cutPng = path.join(dir, 'cut.png');
+  await writeFile(files.cutPng, png.subarray(0, png.length - 20));
+  const faststart = await readFile(await make(dir, 'faststart.mp4', [...lavfi('testsrc=s=320x240:r=15:d=4'), ...x264, '-pix_fmt', 'yuv420p', '-movflags', '+faststart']));
+  files.cutFaststart = path.join(dir, 'cut-faststart.mp4');
+  await writeFile(files.cutFaststart, faststart.subarray(0, Math.floor(faststart.length * 0.7)));
+  const webm = await readFile(path.join(FIXTURES, 'pick-vp9.webm'));
+  files.cutWebm = path.join(dir, 'cut.webm');
+  await writeFile(files.cutWebm, webm.subarray(0, Math.floor(webm.length * 0.7)));
+  // Odd but whole: junk after a complete container is ignored.
+  files.junkAppended = path.join(dir, 'junk-appended.mp4');
+  await writeFile(files.junkAppended, Buffer.concat([good, Buffer.from(Array.from({ length: 1 << 20 }, (_, i) => (i * 7919 + 13) % 251))]));
+  // A valid 2.2 MB JPEG (35 application segments of 64 KB after SOI): two of them pass 4 MB.
+  const app15 = Buffer.concat([Buffer.from([0xff, 0xef, 0xfa, 0x02]), Buffer.alloc(0xfa00, 0x20)]);
+  files.bigJpeg = path.join(dir, 'big.jpg');
+  await writeFile(files.bigJpeg, Buffer.concat([jpeg.subarray(0, 2), ...Array.from({ length: 35 }, () => app15), jpeg.subarray(2)]));
   return files;
 }

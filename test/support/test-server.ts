@@ -30,11 +30,21 @@ export async function startTestServer(env: Record<string, string> = {}, build: B
     base: `http://127.0.0.1:${port}`,
     pool: app.armor.runtime.pool,
     tmpDir,
-    /** Upload directories still on disk. */
-    tmpFiles: () => readdir(tmpDir).catch(() => [] as string[]),
+    /** Uploads still staged or copied (files no episode owns), in the temp dir and the blob store's staging area. */
+    tmpFiles: () => leftovers([tmpDir, app.armor.episodes.blobs.stagingDir]),
     close: async () => {
       await app.close();
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Staging files (.part) and old-style upload directories under `dirs`; the frame cache is not a leftover. */
+async function leftovers(dirs: string[]): Promise<string[]> {
+  const found: string[] = [];
+  for (const dir of dirs) {
+    const entries = await readdir(dir, { recursive: true }).catch(() => [] as string[]);
+    for (const e of entries) if (e.endsWith('.part') || /(^|\/)episode-/.test(e)) found.push(path.join(dir, e));
+  }
+  return found;
 }

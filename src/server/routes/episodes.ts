@@ -1,17 +1,29 @@
 // POST /v1/episodes (synchronous, or asynchronous with Prefer: respond-async), GET one
 // episode, and the newest-first list.
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { EpisodeRecord } from '../../store/index.js';
-import { parseRequestOptions, PipelineError } from '../../pipeline/index.js';
-import { apiErrorCode, errorBody } from '../plugins/app/errors.js';
-import { Episode, EpisodeList, EpisodeListQuery, EpisodeParams, EpisodeResult, iso } from '../schemas/episode.js';
+import { parseRequestOptions, PipelineError, type EpisodeResponse } from '../../pipeline/index.js';
+import { apiErrorCode } from '../plugins/app/errors.js';
+import { Episode, EpisodeList, EpisodeListQuery, EpisodeLookupQuery, EpisodeParams, EpisodeResult, iso, MAX_TRACED_ITEMS } from '../schemas/episode.js';
 import { ERROR_CODES, errorResponses } from '../schemas/errors.js';
 import { withIngest } from '../ingest.js';
 import { checkCell, visibleCells } from '../plugins/app/auth.js';
-import { Admission } from '../admission.js';
+import { Admission, type AdmissionTicket } from '../admission.js';
 import { labelView } from './review.js';
 import { parseTime } from './time.js';
 import { unavailable } from '../../pipeline/engine-pool.js';
+import { episodeLocation, findVisibleEpisode } from './lookup.js';
+
+/** Room in a POST's Content-Length for the fields and multipart framing beside the media. */
+const FORM_OVERHEAD_BYTES = 1024 * 1024;
+
+/** A list item's result: the trace only when asked for. */
+function listedResult(result: unknown, traces: boolean) {
+  const r = result as EpisodeResponse;
+  if (traces) return { ...r, rounds_run: r.rounds.length };
+  const { rounds, ...rest } = r;
+  return { ...rest, rounds_run: rounds.length };
+}
 
 export function episodeView(e: EpisodeRecord) {
   return {
@@ -41,11 +53,13 @@ export function prefersAsync(header: string | string[] | undefined): boolean {
 
 export default async function episodeRoutes(app: FastifyInstance): Promise<void> {
   const { pipeline, config, metrics, episodes } = app.armor;
-  const admission = new Admission(config.workers + config.maxQueue, config.workers);
+  const admission = new Admission(config.workers + config.maxQueue, config.workers, config.maxUploadBytesInFlight);
   app.armor.admission = admission;
+  const tickets = new WeakMap<FastifyRequest, AdmissionTicket>();
+  const maxViews = pipeline.manifest.preprocessing.tiles.max_views;
 
   const accepted = (reply: FastifyReply, episode: EpisodeRecord) =>
-    reply.code(202).header('location', `/v1/episodes/${encodeURIComponent(episode.id)}`).header('preference-applied', 'respond-async').send(episodeView(episode));
+    reply.code(202).header('location', episodeLocation(episode)).header('preference-applied', 'respond-async').send(episodeView(episode));
 
   app.post(
     '/v1/episodes',
@@ -64,7 +78,7 @@ export default async function episodeRoutes(app: FastifyInstance): Promise<void>
             415: ['unsupported_content_type', 'unsupported_media'],
             422: ['corrupt_media', 'media_too_long', 'media_resolution_too_large', 'media_too_many_frames', 'media_timeout'],
             500: ['internal_error', 'engine_crashed', 'too_many_attempts'],
-            503: ['queue_full', 'no_engine_workers', 'engine_crashed', 'overloaded', 'shutting_down', 'media_unavailable'],
+            503: ['queue_full', 'backlog_full', 'blob_store_unavailable', 'no_engine_workers', 'engine_crashed', 'overloaded', 'shutting_down', 'media_unavailable'],
             504: ['deadline_exceeded'],
           }),
         },
@@ -72,12 +86,29 @@ export default async function episodeRoutes(app: FastifyInstance): Promise<void>
       // Admission before a byte of the upload is read: refused at once when full.
       preHandler: async (request, reply) => {
         if (app.armor.shuttingDown) throw unavailable('shutting_down', 'the server is shutting down; retry on another instance', 2);
-        const release = admission.enter();
-        if (!release) {
-          metrics.observeError('queue_full');
-          throw unavailable('queue_full', `${admission.active} episodes are being uploaded, decoded or analysed; retry later`, admission.retryAfterSec());
+        const stated = request.headers['content-length'];
+        const length = stated !== undefined && /^\d+$/.test(stated) ? Number(stated) : undefined;
+        if (length !== undefined && length > config.maxUploadBytes + FORM_OVERHEAD_BYTES) {
+          metrics.observeError('payload_too_large');
+          throw new PipelineError('payload_too_large', `the request is ${length} bytes; an upload may hold ${config.maxUploadBytes} bytes of media`, 413);
         }
-        reply.raw.once('close', release);
+        const ticket = admission.enter(length);
+        if (typeof ticket === 'string') {
+          metrics.observeError('queue_full');
+          const what = ticket === 'requests' ? `${admission.active} episodes are being uploaded, decoded or analysed` : `the uploads in flight hold ${admission.activeBytes} bytes`;
+          throw unavailable('queue_full', `${what}; retry later`, admission.retryAfterSec());
+        }
+        tickets.set(request, ticket);
+        reply.raw.once('close', ticket.release);
+        // A full async backlog is known before the upload is read.
+        if (prefersAsync(request.headers.prefer)) {
+          try {
+            await episodes.checkBacklog(request.apiKey?.id ?? null);
+          } catch (err) {
+            metrics.observeError('backlog_full');
+            throw err;
+          }
+        }
       },
     },
     async (request, reply) => {
@@ -96,16 +127,27 @@ export default async function episodeRoutes(app: FastifyInstance): Promise<void>
         // Shed load before reading (and decoding) an upload the engine could not take. An
         // async episode only needs the store.
         if (mode === 'sync') pipeline.checkCapacity();
-        const outcome = await withIngest(request, reply, config.tmpDir, deadline, async ({ media, fields }) => {
+        const ticket = tickets.get(request);
+        const limits = {
+          stagingDir: episodes.blobs.stagingDir,
+          maxUploadBytes: config.maxUploadBytes,
+          maxViews,
+          maxWidth: config.media.maxWidth,
+          maxHeight: config.media.maxHeight,
+          charge: (n: number) => ticket?.charge(n) ?? true,
+          retryAfterSec: () => admission.retryAfterSec(),
+        };
+        const outcome = await withIngest(request, reply, limits, deadline, async ({ upload, fields }) => {
           checkCell(request, fields.cell_id);
           const options = parseRequestOptions(fields.options, config.caps);
           // One deadline from the request's arrival: upload, ffmpeg, queue and engine.
           if (options.deadline_ms !== undefined) deadline = startedAt + options.deadline_ms;
           return episodes.submit({
-            media,
+            upload,
             task: fields.task ?? '',
             cellId: fields.cell_id,
             episodeId: fields.episode_id,
+            submittedBy: request.apiKey?.id ?? null,
             options,
             mode,
             signal: aborted.signal,
@@ -126,7 +168,7 @@ export default async function episodeRoutes(app: FastifyInstance): Promise<void>
         }
         // The same episode again (a retry): its stored answer, never a second run.
         if (mode === 'async') return accepted(reply, outcome.episode);
-        const final = await episodes.waitFinal(outcome.episode.id, deadline, aborted.signal);
+        const final = await episodes.waitFinal(outcome.episode.key, deadline, aborted.signal);
         if (!final) throw new PipelineError('deadline_exceeded', `episode ${outcome.episode.id} is still being analysed; GET it later`, 504);
         if (final.status === 'failed' && final.error) throw new PipelineError(final.error.code, final.error.message, final.error.status);
         return final.result;
@@ -143,15 +185,17 @@ export default async function episodeRoutes(app: FastifyInstance): Promise<void>
     '/v1/episodes/:id',
     {
       config: { scope: 'read', rateLimit: {} },
-      schema: { summary: 'One episode: its status, and its result or error', params: EpisodeParams, response: { 200: Episode, ...errorResponses({ 400: ERROR_CODES.badQuery, 404: ['episode_not_found'] }) } },
+      schema: {
+        summary: 'One episode: its status, and its result or error',
+        params: EpisodeParams,
+        querystring: EpisodeLookupQuery,
+        response: { 200: Episode, ...errorResponses({ 400: ERROR_CODES.badQuery, 404: ['episode_not_found'], 409: ['ambiguous_episode_id'] }) },
+      },
     },
-    async (request, reply) => {
-      const { id } = request.params as { id: string };
-      const found = await episodes.store.getEpisode(id);
-      if (!found) return reply.code(404).send(errorBody('episode_not_found', `no episode ${id}`));
-      checkCell(request, found.cellId);
-      const [labels, mediaAvailable] = await Promise.all([episodes.store.listLabels(found.id), episodes.store.hasMedia(found.id)]);
-      return { ...episodeView(found), labels: labels.map(labelView), media_available: mediaAvailable };
+    async (request) => {
+      const found = await findVisibleEpisode(episodes, request);
+      const [labels, mediaAvailable] = await Promise.all([episodes.store.listLabels(found.key), episodes.store.hasMedia(found.key)]);
+      return { ...episodeView(found), labels: labels.map((l) => labelView(l, found.id)), media_available: mediaAvailable };
     },
   );
 
@@ -159,7 +203,11 @@ export default async function episodeRoutes(app: FastifyInstance): Promise<void>
     '/v1/episodes',
     {
       config: { scope: 'read', rateLimit: {} },
-      schema: { summary: 'Episodes, newest first, with cursor pagination', querystring: EpisodeListQuery, response: { 200: EpisodeList, ...errorResponses({ 400: ERROR_CODES.badCursor }) } },
+      schema: {
+        summary: 'Episodes, newest first, with cursor pagination (results without their traces unless traces=true)',
+        querystring: EpisodeListQuery,
+        response: { 200: EpisodeList, ...errorResponses({ 400: ERROR_CODES.badCursor }) },
+      },
     },
     async (request) => {
       const q = request.query as {
@@ -171,7 +219,10 @@ export default async function episodeRoutes(app: FastifyInstance): Promise<void>
         until?: string;
         limit?: number;
         cursor?: string;
+        traces?: boolean;
       };
+      const traces = q.traces === true;
+      if (traces && (q.limit ?? 50) > MAX_TRACED_ITEMS) throw new PipelineError('invalid_request', `with traces=true a page holds at most ${MAX_TRACED_ITEMS} episodes`, 400);
       const cellIds = visibleCells(request, q.cell_id);
       const page = await episodes.store.listEpisodes({
         cellIds,
@@ -183,7 +234,13 @@ export default async function episodeRoutes(app: FastifyInstance): Promise<void>
         limit: q.limit ?? 50,
         cursor: q.cursor,
       });
-      return { items: page.items.map(episodeView), next_cursor: page.nextCursor };
+      return {
+        items: page.items.map((e) => {
+          const { result, ...view } = episodeView(e);
+          return result === undefined ? view : { ...view, result: listedResult(result, traces) };
+        }),
+        next_cursor: page.nextCursor,
+      };
     },
   );
 }

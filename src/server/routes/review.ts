@@ -1,19 +1,21 @@
 // What operators read and write about episodes: labels, the frames the model saw, and the
 // failure rate per cell over time (the console is built on these).
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
-import type { EpisodeRecord, LabelRecord } from '../../store/index.js';
+import type { LabelRecord } from '../../store/index.js';
 import { PipelineError } from '../../pipeline/index.js';
 import { unavailable } from '../../pipeline/engine-pool.js';
-import { checkCell, visibleCells } from '../plugins/app/auth.js';
-import { EpisodeParams, iso, Label, LabelList, NewLabelBody, Nullable } from '../schemas/episode.js';
+import { visibleCells } from '../plugins/app/auth.js';
+import { EpisodeLookupQuery, EpisodeParams, iso, Label, LabelList, NewLabelBody, Nullable } from '../schemas/episode.js';
+import { episodeLocation, episodeNotFound, findVisibleEpisode } from './lookup.js';
 import { ERROR_CODES, errorResponses } from '../schemas/errors.js';
 import { parseTime } from './time.js';
 
-export function labelView(l: LabelRecord) {
+/** `episodeId`: the client's id of the labelled episode (the record holds the store's key). */
+export function labelView(l: LabelRecord, episodeId: string) {
   return {
     id: l.id,
-    episode_id: l.episodeId,
+    episode_id: episodeId,
     label: l.label,
     failure_mode: l.failureMode,
     explanation: l.explanation,
@@ -49,15 +51,8 @@ const FailureRate = Type.Object({
 const MAX_BUCKETS = 2000;
 
 export default async function reviewRoutes(app: FastifyInstance): Promise<void> {
-  const { episodes, review } = app.armor;
-
-  async function findEpisode(request: FastifyRequest): Promise<EpisodeRecord> {
-    const { id } = request.params as { id: string };
-    const found = await episodes.store.getEpisode(id);
-    if (!found) throw new PipelineError('episode_not_found', `no episode ${id}`, 404);
-    checkCell(request, found.cellId);
-    return found;
-  }
+  const { episodes, review, frames } = app.armor;
+  const lookup = { params: EpisodeParams, querystring: EpisodeLookupQuery };
 
   app.post(
     '/v1/episodes/:id/labels',
@@ -65,16 +60,21 @@ export default async function reviewRoutes(app: FastifyInstance): Promise<void> 
       config: { scope: 'label', rateLimit: {} },
       schema: {
         summary: "Label an episode (an operator's correction or confirmation of the model's answer)",
-        params: EpisodeParams,
+        ...lookup,
         body: NewLabelBody,
         response: {
           201: Label,
-          ...errorResponses({ 400: ERROR_CODES.badQuery, 404: ['episode_not_found'], 409: ['episode_not_analysed'], 415: ['unsupported_content_type'] }),
+          ...errorResponses({
+            400: ERROR_CODES.badQuery,
+            404: ['episode_not_found'],
+            409: ['episode_not_analysed', 'too_many_labels', 'ambiguous_episode_id'],
+            415: ['unsupported_content_type'],
+          }),
         },
       },
     },
     async (request, reply) => {
-      const episode = await findEpisode(request);
+      const episode = await findVisibleEpisode(episodes, request);
       if (episode.status !== 'succeeded') {
         throw new PipelineError('episode_not_analysed', `episode ${episode.id} is ${episode.status}: only an analysed episode can be labelled`, 409);
       }
@@ -82,15 +82,18 @@ export default async function reviewRoutes(app: FastifyInstance): Promise<void> 
       if (body.label === 'success' && body.failure_mode !== undefined && body.failure_mode !== 'success') {
         throw new PipelineError('invalid_request', 'failure_mode is for failed picks: leave it out (or "success") when the label is success', 400);
       }
-      const stored = await review.label(episode.id, {
+      const stored = await review.label(episode.key, {
         label: body.label,
         failureMode: body.failure_mode ?? (body.label === 'success' ? 'success' : null),
         explanation: body.explanation?.trim() || null,
         by: body.by ?? null,
       });
-      if (!stored) throw new PipelineError('episode_not_found', `no episode ${episode.id}`, 404);
-      request.log.info({ episode_id: episode.id, label: stored.label, agreed: stored.agreed }, 'episode labelled');
-      return reply.code(201).header('location', `/v1/episodes/${encodeURIComponent(episode.id)}/labels`).send(labelView(stored));
+      if (stored === 'not_found') throw episodeNotFound(episode.id);
+      if (stored === 'too_many_labels') {
+        throw new PipelineError('too_many_labels', `episode ${episode.id} has as many labels as one episode may have (ARMOR_MAX_LABELS_PER_EPISODE)`, 409);
+      }
+      request.log.info({ episode_id: episode.id, cell_id: episode.cellId, label: stored.label, agreed: stored.agreed }, 'episode labelled');
+      return reply.code(201).header('location', episodeLocation(episode, '/labels')).send(labelView(stored, episode.id));
     },
   );
 
@@ -98,11 +101,15 @@ export default async function reviewRoutes(app: FastifyInstance): Promise<void> 
     '/v1/episodes/:id/labels',
     {
       config: { scope: 'read', rateLimit: {} },
-      schema: { summary: "An episode's labels, oldest first", params: EpisodeParams, response: { 200: LabelList, ...errorResponses({ 400: ERROR_CODES.badQuery, 404: ['episode_not_found'] }) } },
+      schema: {
+        summary: "An episode's labels, oldest first",
+        ...lookup,
+        response: { 200: LabelList, ...errorResponses({ 400: ERROR_CODES.badQuery, 404: ['episode_not_found'], 409: ['ambiguous_episode_id'] }) },
+      },
     },
     async (request) => {
-      const episode = await findEpisode(request);
-      return { items: (await episodes.store.listLabels(episode.id)).map(labelView) };
+      const episode = await findVisibleEpisode(episodes, request);
+      return { items: (await episodes.store.listLabels(episode.key)).map((l) => labelView(l, episode.id)) };
     },
   );
 
@@ -112,32 +119,41 @@ export default async function reviewRoutes(app: FastifyInstance): Promise<void> 
       config: { scope: 'read', rateLimit: {} },
       schema: {
         summary: 'The frames the model saw (sampled video frames in order, or the tile grid of the views) as one PNG',
-        params: EpisodeParams,
+        ...lookup,
         response: {
           200: {
             description: 'The contact sheet; headers x-armor-frames and x-armor-columns give the layout',
             content: { 'image/png': { schema: Type.String({ format: 'binary' }) } },
           },
-          ...errorResponses({ 400: ERROR_CODES.badQuery, 404: ['episode_not_found', 'media_expired'], 415: ['unsupported_media'], 422: ['corrupt_media', 'media_timeout'], 503: ['media_unavailable', 'overloaded', 'shutting_down'] }),
+          ...errorResponses({
+            400: ERROR_CODES.badQuery,
+            404: ['episode_not_found', 'media_expired'],
+            409: ['ambiguous_episode_id'],
+            415: ['unsupported_media'],
+            422: ['corrupt_media', 'media_timeout'],
+            503: ['frames_busy', 'media_unavailable', 'blob_store_unavailable', 'overloaded', 'shutting_down'],
+          }),
         },
       },
     },
     async (request, reply) => {
       if (app.armor.shuttingDown) throw unavailable('shutting_down', 'the server is shutting down; retry on another instance', 2);
-      const episode = await findEpisode(request);
+      const episode = await findVisibleEpisode(episodes, request);
       const aborted = new AbortController();
       const onClose = () => {
         if (!reply.raw.writableFinished) aborted.abort();
       };
       reply.raw.once('close', onClose);
       try {
-        const image = await review.frames(episode, aborted.signal);
+        const m = app.armor.pipeline.manifest;
+        const image = await frames.frames(episode, `${m.name} ${m.version}`, aborted.signal);
         if (!image) throw new PipelineError('media_expired', `the media of episode ${episode.id} is no longer stored (ARMOR_MEDIA_RETENTION)`, 404);
         // The same upload and model give the same frames: cacheable by whoever may read it.
         return reply
           .type('image/png')
           .header('cache-control', 'private, max-age=86400')
-          .header('etag', `"${episode.mediaSha256}-${app.armor.pipeline.manifest.name}-${app.armor.pipeline.manifest.version}"`)
+          .header('etag', `"${episode.mediaSha256}-${m.name}-${m.version}"`)
+          .header('content-length', String(image.bytes))
           .header('x-armor-frames', String(image.frames))
           .header('x-armor-columns', String(image.columns))
           .send(image.png);

@@ -21,8 +21,9 @@ export const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: 
 /** Epoch milliseconds as the API writes times (RFC 3339, UTC). */
 export const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
-export const EpisodeResult = Type.Object(
-  {
+const Round = Type.Object({ round: Type.Integer(), time_ms: Type.Number(), min_c: Type.Number(), candidates: Type.Array(Candidate) });
+
+const resultFields = {
     episode_id: Type.String(),
     cell_id: Nullable(Type.String()),
     model: Type.Object({ name: Type.String(), version: Type.String() }),
@@ -31,9 +32,6 @@ export const EpisodeResult = Type.Object(
     confidence: Type.Number(),
     selected: Type.Object({ trajectory: Type.Integer(), round: Type.Integer(), c: Type.Number() }),
     stop_reason: Type.Union([Type.Literal('converged'), Type.Literal('max_rounds'), Type.Literal('deadline')]),
-    rounds: Type.Array(
-      Type.Object({ round: Type.Integer(), time_ms: Type.Number(), min_c: Type.Number(), candidates: Type.Array(Candidate) }),
-    ),
     input: Type.Object({
       kind: Type.Union([Type.Literal('video'), Type.Literal('tiles')]),
       frames: Type.Integer(),
@@ -55,12 +53,29 @@ export const EpisodeResult = Type.Object(
     }),
     provider: Type.String(),
     timings: Type.Record(Type.String(), Type.Number()),
-  },
-  { $id: 'EpisodeResult' },
-);
+};
+
+export const EpisodeResult = Type.Object({ ...resultFields, rounds: Type.Array(Round) }, { $id: 'EpisodeResult' });
 export type EpisodeResult = Static<typeof EpisodeResult>;
 
+/** A result in a list: the trace only when asked for (?traces=true), so a page stays small. */
+const ListedResult = Type.Object({
+  ...resultFields,
+  rounds_run: Type.Integer({ description: 'Refinement rounds the episode ran' }),
+  rounds: Type.Optional(Type.Array(Round, { description: 'Every round and candidate (with traces=true)' })),
+});
+
 export const EpisodeParams = Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9._:-]{1,128}$' }) });
+
+/** Episode ids are unique within a cell: cell_id names the one meant when an id is used in several. */
+export const EpisodeLookupQuery = Type.Object(
+  {
+    cell_id: Type.Optional(
+      Type.String({ pattern: '^([A-Za-z0-9._:-]{1,128})?$', description: "The episode's cell (empty: the episode without one); needed only when the id is used in several cells the key can see" }),
+    ),
+  },
+  { additionalProperties: false },
+);
 
 const Timestamp = Type.String({ format: 'date-time' });
 
@@ -94,9 +109,8 @@ export const NewLabelBody = Type.Object(
 export const LabelList = Type.Object({ items: Type.Array(Label) });
 
 /** An episode as stored: its status, and its result or error once it has one. */
-export const Episode = Type.Object(
-  {
-    id: Type.String(),
+const episodeFields = {
+    id: Type.String({ description: "The client's episode id (unique within its cell)" }),
     status: Type.Union([Type.Literal('queued'), Type.Literal('running'), Type.Literal('succeeded'), Type.Literal('failed')]),
     mode: Type.Union([Type.Literal('sync'), Type.Literal('async')]),
     cell_id: Nullable(Type.String()),
@@ -109,8 +123,13 @@ export const Episode = Type.Object(
     updated_at: Timestamp,
     started_at: Nullable(Timestamp),
     finished_at: Nullable(Timestamp),
-    result: Type.Optional(EpisodeResult),
     error: Type.Optional(Type.Object({ code: Type.String(), message: Type.String() })),
+};
+
+export const Episode = Type.Object(
+  {
+    ...episodeFields,
+    result: Type.Optional(EpisodeResult),
     labels: Type.Optional(Type.Array(Label, { description: 'Operator labels, oldest first (on GET of one episode)' })),
     media_available: Type.Optional(Type.Boolean({ description: 'Whether the upload is still stored (frames, export); on GET of one episode' })),
   },
@@ -118,9 +137,12 @@ export const Episode = Type.Object(
 );
 
 export const EpisodeList = Type.Object({
-  items: Type.Array(Episode),
+  items: Type.Array(Type.Object({ ...episodeFields, result: Type.Optional(ListedResult) })),
   next_cursor: Nullable(Type.String()),
 });
+
+/** Most items a list page may carry with their traces (a trace is up to 8 x 8 candidates). */
+export const MAX_TRACED_ITEMS = 50;
 
 export const EpisodeListQuery = Type.Object(
   {
@@ -132,8 +154,9 @@ export const EpisodeListQuery = Type.Object(
     ),
     since: Type.Optional(Type.String({ description: 'Only episodes created at or after this time (RFC 3339 or epoch milliseconds).' })),
     until: Type.Optional(Type.String({ description: 'Only episodes created before this time (RFC 3339 or epoch milliseconds).' })),
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50 })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50, description: 'At most 50 with traces=true' })),
     cursor: Type.Optional(Type.String({ maxLength: 512 })),
+    traces: Type.Optional(Type.Boolean({ default: false, description: "Include each result's rounds (the full trace); off by default" })),
   },
   { additionalProperties: false },
 );

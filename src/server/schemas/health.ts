@@ -8,8 +8,22 @@ export const Health = Type.Object({ status: Type.Literal('ok') });
 
 export const Ready = Type.Object(
   {
-    status: Type.Literal('ready'),
-    model: Type.Object({ name: Type.String(), version: Type.String(), format_version: Type.String(), dir: Type.String(), bytes: Type.Integer() }, open),
+    status: Type.Union([Type.Literal('ready'), Type.Literal('degraded')], {
+      description: 'degraded: the blob store cannot be reached (uploads get 503 until it can; stored episodes can still be read)',
+    }),
+    model: Type.Object(
+      { name: Type.String(), version: Type.String(), format_version: Type.String(), dir: Type.String({ description: "The bundle directory's name (no absolute paths are shown)" }), bytes: Type.Integer() },
+      open,
+    ),
+    blob_store: Type.Object(
+      {
+        backend: Type.Union([Type.Literal('fs'), Type.Literal('s3')]),
+        location: Type.String(),
+        ok: Type.Boolean(),
+        error: Type.Optional(Type.String()),
+      },
+      { ...open, description: 'Where uploads are kept, and whether it answers' },
+    ),
     provider: Type.String({ description: 'The execution provider in use: tensorrt, cuda, webgpu or cpu' }),
     provider_fallbacks: Type.Array(Type.Object({ provider: Type.String(), error: Type.String() }, open), { description: 'Providers tried before it, and why each failed' }),
     provider_settings: Type.Object(
@@ -34,7 +48,7 @@ export const Ready = Type.Object(
     ffmpeg: Type.Object(
       {
         version: Type.String(),
-        path: Type.String(),
+        path: Type.String({ description: "The executable's file name" }),
         source: Type.Union([Type.Literal('FFMPEG_PATH'), Type.Literal('node-av'), Type.Literal('ffmpeg-static'), Type.Literal('PATH')]),
         policy: Type.Union([Type.Literal('current'), Type.Literal('distribution-maintained')]),
       },

@@ -9,6 +9,7 @@ export const Delivery = Type.Object(
     id: Type.String(),
     message_id: Type.String({ description: 'The webhook-id header: the same on every attempt.' }),
     episode_id: Type.String(),
+    cell_id: Nullable(Type.String()),
     event_type: Type.String(),
     endpoint_id: Type.String(),
     status: Status,
@@ -39,7 +40,7 @@ export const IdParams = Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9._:
 
 export const Endpoint = Type.Object({
   id: Type.String(),
-  url: Type.String({ description: 'Scheme, host and path; query and credentials are not shown.' }),
+  url: Type.String({ description: 'Scheme and host only: a path, query or credentials may hold a token and are not shown.' }),
   events: Nullable(Type.Array(Type.String())),
   cell_ids: Nullable(Type.Array(Type.String())),
   disabled: Type.Boolean(),

@@ -6,6 +6,7 @@ import fp from 'fastify-plugin';
 import type { Config } from '../../../config.js';
 import { PipelineError } from '../../../pipeline/index.js';
 import { hashKey, type ApiKey, type Scope } from '../../api-keys.js';
+import { AuthFailures } from '../../auth-failures.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -36,8 +37,9 @@ export function visibleCells(request: FastifyRequest, asked: string | undefined)
 }
 
 async function authPlugin(app: FastifyInstance, opts: { config: Config }): Promise<void> {
-  const { auth, rateLimitPerMin } = opts.config;
+  const { auth, rateLimitPerMin, authFailuresPerMin } = opts.config;
   const byHash = new Map(auth.mode === 'keys' ? auth.keys.map((k) => [k.sha256, k]) : []);
+  const failures = new AuthFailures(authFailuresPerMin);
   app.decorateRequest('apiKey', null);
   app.addHook('onRequest', async (request, reply) => {
     const scope = request.routeOptions.config.scope;
@@ -46,6 +48,12 @@ async function authPlugin(app: FastifyInstance, opts: { config: Config }): Promi
     const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
     const key = match ? byHash.get(hashKey(match[1])) : undefined;
     if (!key) {
+      // Guessing keys, or a client stuck on a wrong one: only so many 401s per address.
+      const waitSec = failures.fail(request.ip);
+      if (waitSec !== undefined) {
+        reply.header('retry-after', String(waitSec));
+        throw new PipelineError('rate_limited', `more than ${authFailuresPerMin} requests without a valid API key per minute from this address; retry in ${waitSec} s`, 429);
+      }
       reply.header('www-authenticate', 'Bearer realm="armor-serve"');
       throw new PipelineError('unauthorized', header ? 'the API key is not valid' : 'send an API key: Authorization: Bearer <key>', 401);
     }

@@ -53,6 +53,10 @@ const LINGER_MS = 5000;
 function lingerThenClose(req: IncomingMessage, res: ServerResponse): void {
   res.once('finish', () => {
     if (req.complete) return;
+    // A body refused part-way (a multipart parser stopped reading it) is no longer drained by
+    // Node itself: discard the rest here, so the connection can serve the client's next request.
+    req.unpipe();
+    req.resume();
     const socket = req.socket;
     const stop = () => {
       clearTimeout(timer);
