@@ -169,6 +169,8 @@ async function exportSet(argv: string[]): Promise<number> {
   }
   const config = loadConfig();
   const { exportEpisodes, openMedia } = await import('./jobs/index.js');
+  const { ownPrivateDir } = await import('./blobs/index.js');
+  await ownPrivateDir(config.tmpDir); // S3 blobs are staged there
   // Nothing is recovered or collected here (only the server does that), so a running server's work is left alone.
   const { store, blobs } = await openMedia(config.store, config.blobs, { tmpDir: config.tmpDir, graceMs: config.blobGraceMs, recover: false });
   try {

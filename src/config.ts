@@ -12,6 +12,9 @@ import { parseEndpointsFile, parseSchedule, singleEndpoint, WebhookConfigError, 
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
+/** Room in a POST's Content-Length for the fields and multipart framing beside the media. */
+export const FORM_OVERHEAD_BYTES = 1024 * 1024;
+
 export interface Config {
   /** Who may call the API: API keys, or nobody checked ('none', loopback-only unless said explicitly). */
   auth: { mode: 'keys'; keys: ApiKey[] } | { mode: 'none'; explicit: boolean };
@@ -167,7 +170,8 @@ export function loadConfig(env: Env = process.env): Config {
     maxQueue: int(env, 'ARMOR_MAX_QUEUE', 16, 0, 10000),
     requestTimeoutMs,
     maxUploadBytes,
-    maxUploadBytesInFlight: int(env, 'ARMOR_MAX_UPLOAD_BYTES_IN_FLIGHT', Math.max(512 * 1024 * 1024, maxUploadBytes), maxUploadBytes, 64 * 1024 * 1024 * 1024),
+    // At least one whole upload with its form (FORM_OVERHEAD_BYTES): smaller, a full-size upload could never fit.
+    maxUploadBytesInFlight: int(env, 'ARMOR_MAX_UPLOAD_BYTES_IN_FLIGHT', Math.max(512 * 1024 * 1024, maxUploadBytes + FORM_OVERHEAD_BYTES), maxUploadBytes + FORM_OVERHEAD_BYTES, 64 * 1024 * 1024 * 1024),
     maxBacklog: int(env, 'ARMOR_MAX_BACKLOG', 10000, 1, 100_000_000),
     maxBacklogPerKey: int(env, 'ARMOR_MAX_BACKLOG_PER_KEY', 2000, 1, 100_000_000),
     authFailuresPerMin: int(env, 'ARMOR_AUTH_FAILURES_PER_MIN', 30, 1, 1_000_000),
@@ -208,7 +212,7 @@ export function loadConfig(env: Env = process.env): Config {
       mediaRetentionMs: retention(env, 'ARMOR_MEDIA_RETENTION', '7d'),
     },
     blobs: blobConfig(env, dataDir),
-    blobGraceMs: int(env, 'ARMOR_BLOB_GRACE_MS', 15 * 60_000, 0, 7 * 86_400_000),
+    blobGraceMs: int(env, 'ARMOR_BLOB_GRACE_MS', 15 * 60_000, 60_000, 7 * 86_400_000),
     webhooks: webhooks(env),
   };
 }

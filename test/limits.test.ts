@@ -2,7 +2,7 @@
 // bytes in flight (stated or streamed), frame sheets rendered at once and cached, traces in a
 // list, labels per episode; and the temp dir the server writes into is its own.
 import http from 'node:http';
-import { chmod, chown, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
@@ -147,6 +147,17 @@ t.test('frames: renders bounded (503 with Retry-After past a bounded wait), one 
   const again = await fetch(`${s.base}/v1/episodes/f-3/frames`);
   t.equal(again.status, 200, 'a cached sheet is served');
   t.equal(Number(again.headers.get('content-length')), (await again.arrayBuffer()).byteLength);
+
+  // A cached sheet removed behind the cache's back is rendered again, not a broken answer.
+  for (const f of await readdir(cache)) await rm(path.join(cache, f));
+  const rerendered = await fetch(`${s.base}/v1/episodes/f-3/frames`);
+  t.equal(rerendered.status, 200, 'rendered again');
+  t.equal((await rerendered.arrayBuffer()).byteLength, Number(rerendered.headers.get('content-length')));
+  // Past the media retention, a cached sheet is not served either.
+  await s.app.armor.episodes.store.expireMedia(Date.now() + 1000);
+  const expired = await fetch(`${s.base}/v1/episodes/f-3/frames`);
+  t.equal(expired.status, 404);
+  t.match(await expired.json(), { error: { code: 'media_expired' } });
 });
 
 t.test('lists carry traces only when asked, at most 50 a page; labels per episode are bounded', async (t) => {
@@ -191,4 +202,13 @@ t.test('the temp dir is the server\'s own: created 0700, closed if open, refused
   } else {
     t.comment('not root: the refusal of another user\'s directory is checked where the tests run as root (CI)');
   }
+});
+
+t.test('readiness shows file names, never absolute paths, even in onnxruntime\'s messages', async (t) => {
+  const { withoutPaths } = await import('../src/server/routes/health.js');
+  t.equal(
+    withoutPaths('Error loading "/app/node_modules/onnxruntime-node/bin/napi-v3/linux/x64/libonnxruntime_providers_cuda.so": libcublasLt.so.12: cannot open shared object file'),
+    'Error loading "libonnxruntime_providers_cuda.so": libcublasLt.so.12: cannot open shared object file',
+  );
+  t.equal(withoutPaths('no adapter'), 'no adapter');
 });

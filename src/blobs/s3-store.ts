@@ -71,9 +71,9 @@ export class S3BlobStore implements BlobStore {
     return `${this.o.prefix}${sha256.slice(0, 2)}/${sha256}`;
   }
 
-  private async size(sha256: string): Promise<number | undefined> {
+  private async size(sha256: string, signal?: AbortSignal): Promise<number | undefined> {
     try {
-      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.o.bucket, Key: this.key(sha256) }));
+      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.o.bucket, Key: this.key(sha256) }), { abortSignal: signal });
       return head.ContentLength ?? 0;
     } catch (err) {
       if (isNotFound(err)) return undefined;
@@ -81,11 +81,11 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
-  async commit(staged: StagedBlob): Promise<LocalBlob> {
+  async commit(staged: StagedBlob, signal?: AbortSignal): Promise<LocalBlob> {
     const local = { path: staged.path, release: () => rm(staged.path, { force: true }) };
     try {
       // Kept when whole (another episode uploaded the same bytes); written again otherwise.
-      if ((await this.size(staged.sha256)) !== staged.size) {
+      if ((await this.size(staged.sha256, signal)) !== staged.size) {
         try {
           await this.client.send(
             new PutObjectCommand({
@@ -95,11 +95,12 @@ export class S3BlobStore implements BlobStore {
               ContentLength: staged.size,
               ContentType: 'application/octet-stream',
             }),
+            { abortSignal: signal },
           );
         } catch (err) {
           throw unavailable('store the upload', err);
         }
-        if ((await this.size(staged.sha256)) !== staged.size) throw new BlobStoreUnavailableError('the object store did not keep the whole upload');
+        if ((await this.size(staged.sha256, signal)) !== staged.size) throw new BlobStoreUnavailableError('the object store did not keep the whole upload');
       }
       return local;
     } catch (err) {
@@ -112,10 +113,10 @@ export class S3BlobStore implements BlobStore {
     return (await this.size(sha256)) !== undefined;
   }
 
-  async read(sha256: string): Promise<Readable> {
+  async read(sha256: string, signal?: AbortSignal): Promise<Readable> {
     let body: unknown;
     try {
-      body = (await this.client.send(new GetObjectCommand({ Bucket: this.o.bucket, Key: this.key(sha256) }))).Body;
+      body = (await this.client.send(new GetObjectCommand({ Bucket: this.o.bucket, Key: this.key(sha256) }), { abortSignal: signal })).Body;
     } catch (err) {
       if (isNotFound(err)) throw new BlobIntegrityError(`blob ${sha256.slice(0, 12)}… is missing`);
       throw unavailable('be read', err);
@@ -126,7 +127,7 @@ export class S3BlobStore implements BlobStore {
   }
 
   async local(sha256: string, tmpDir: string, signal?: AbortSignal): Promise<LocalBlob> {
-    const stream = await this.read(sha256);
+    const stream = await this.read(sha256, signal);
     const onAbort = () => stream.destroy(new Error('aborted'));
     signal?.addEventListener('abort', onAbort, { once: true });
     try {

@@ -34,10 +34,10 @@ export interface BlobStore {
    * is the blob as a local file (the stored file itself, or the staging file where the store is
    * remote) until it is released, so a synchronous run needs no second copy.
    */
-  commit(staged: StagedBlob): Promise<LocalBlob>;
+  commit(staged: StagedBlob, signal?: AbortSignal): Promise<LocalBlob>;
   has(sha256: string): Promise<boolean>;
   /** The blob's bytes as a stream; it fails at the end if they do not hash to the name. */
-  read(sha256: string): Promise<Readable>;
+  read(sha256: string, signal?: AbortSignal): Promise<Readable>;
   /** The blob as a local file; `tmpDir` holds the copy where the backend is remote. */
   local(sha256: string, tmpDir: string, signal?: AbortSignal): Promise<LocalBlob>;
   /** Removes the blob; a missing one is not an error. */
@@ -58,9 +58,10 @@ export class BlobStoreUnavailableError extends Error {
   }
 }
 
-/** A stored blob whose bytes no longer hash to its name, or that is missing. */
+/** A stored blob whose bytes no longer hash to its name, or that is missing (an episode that needs it has lost its media). */
 export class BlobIntegrityError extends Error {
-  readonly code = 'blob_corrupt';
+  readonly code = 'media_lost';
+  readonly statusCode = 500;
   constructor(message: string) {
     super(message);
     this.name = 'BlobIntegrityError';

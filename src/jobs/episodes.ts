@@ -2,7 +2,7 @@
 // and media hash), run synchronously by their request or asynchronously by the runner, and
 // finished with their webhook messages in the same transaction.
 import { createHash, randomUUID } from 'node:crypto';
-import { discardStaged, type BlobStore, type LocalBlob, type StagedBlob } from '../blobs/index.js';
+import { BlobStoreUnavailableError, discardStaged, type BlobStore, type LocalBlob, type StagedBlob } from '../blobs/index.js';
 import type { EpisodeMedia, EpisodePipeline, EpisodeResponse, RequestOptions } from '../pipeline/index.js';
 import { PipelineError, seedForEpisode } from '../pipeline/index.js';
 import { unavailable } from '../pipeline/engine-pool.js';
@@ -48,6 +48,8 @@ export interface EpisodeServiceOptions {
   endpoints: WebhookEndpoint[];
   /** Async episodes queued or running, in total and per API key. */
   backlog: { max: number; maxPerKey: number };
+  /** ARMOR_BLOB_GRACE_MS: how long a claim protects a blob from the collector. */
+  blobGraceMs: number;
   /** Something was written to the outbox, or queued: wake whoever delivers or runs it. */
   onOutboxWritten?: () => void;
   onQueued?: () => void;
@@ -72,6 +74,11 @@ export function mediaIdentity(kind: 'video' | 'tiles', files: ReadonlyArray<{ si
 const CRASH_AT = process.env.ARMOR_CRASH_AT;
 function crashPoint(step: 'after_blob' | 'after_row'): void {
   if (CRASH_AT === step) process.kill(process.pid, 'SIGKILL');
+}
+
+function anySignal(...signals: Array<AbortSignal | undefined>): AbortSignal | undefined {
+  const present = signals.filter((x): x is AbortSignal => x !== undefined);
+  return present.length <= 1 ? present[0] : AbortSignal.any(present);
 }
 
 export function backlogFull(scope: 'total' | 'key', backlog: number): PipelineError {
@@ -148,8 +155,17 @@ export class EpisodeService {
     try {
       if (keep) {
         // Claimed before they are stored, so the collector cannot remove them under this upload.
+        const claimedAt = Date.now();
         await this.store.claimBlobs(files.map((f) => f.staged));
-        for (const f of files) locals.push(await this.blobs.commit(f.staged));
+        const signal = s.deadline === undefined ? s.signal : anySignal(s.signal, AbortSignal.timeout(Math.max(0, s.deadline - Date.now())));
+        for (const f of files) locals.push(await this.blobs.commit(f.staged, signal));
+        if (Date.now() - claimedAt > this.o.blobGraceMs / 2) {
+          // A slow store: the claims may be near their end. Young again, and still all there?
+          await this.store.claimBlobs(files.map((f) => f.staged));
+          for (const f of files) {
+            if (!(await this.blobs.has(f.staged.sha256))) throw new BlobStoreUnavailableError('storing the upload took so long that part of it was collected; retry');
+          }
+        }
         crashPoint('after_blob');
       } else {
         for (const f of files) locals.push({ path: f.staged.path, release: () => discardStaged(f.staged) });
@@ -166,6 +182,10 @@ export class EpisodeService {
         media: keep ? files.map((f) => ({ name: f.name, sha256: f.staged.sha256, size: f.staged.size })) : null,
         owner: s.mode === 'sync' ? { id: this.o.owner, leaseMs: this.o.syncLeaseMs } : undefined,
         backlog: s.mode === 'async' ? this.o.backlog : undefined,
+      }).catch((err: unknown) => {
+        // A ref to a blob row the collector removed (a claim outlived): the upload can be retried.
+        if (/FOREIGN KEY|foreign key/.test((err as Error).message)) throw new BlobStoreUnavailableError('part of the upload was collected before its episode was recorded; retry', { cause: err });
+        throw err;
       });
       if ('backlogFull' in created) throw backlogFull(created.backlogFull, created.backlog);
       if (!created.created) return this.existing(created.episode, mediaSha256, s.mode);

@@ -3,12 +3,10 @@
 // 503 + Retry-After), one render per upload and model however many ask at once, and finished
 // sheets cached on disk up to a size, least recently used out first.
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import type { BlobStore } from '../blobs/index.js';
-import { privateDir } from '../blobs/index.js';
+import { BlobIntegrityError, privateDir, type BlobStore } from '../blobs/index.js';
 import { PipelineError, type EpisodePipeline } from '../pipeline/index.js';
 import { unavailable } from '../pipeline/engine-pool.js';
 import { Semaphore } from '../pipeline/semaphore.js';
@@ -28,6 +26,8 @@ export interface FramesOptions {
   maxInFlight: number;
   waitMs: number;
   cacheBytes: number;
+  /** ARMOR_MEDIA_RETENTION: a cached sheet unused this long is removed with the media it shows. */
+  retentionMs: number;
 }
 
 interface CacheEntry {
@@ -72,12 +72,19 @@ export class FramesRenderer {
    * not a render others may share.
    */
   async frames(episode: EpisodeRecord, model: string, signal: AbortSignal): Promise<FramesImage | undefined> {
+    // Past its retention an episode shows nothing, cached or not.
+    if (!(await this.store.hasMedia(episode.key))) return undefined;
     const key = cacheKey(episode.mediaSha256, model);
     await this.loadCache();
     const hit = this.cache.get(key);
     if (hit) {
-      hit.used = Date.now();
-      return { png: createReadStream(hit.file), bytes: hit.bytes, frames: hit.frames, columns: hit.columns };
+      // Opened before anything is sent: a sheet removed behind the cache's back is rendered again.
+      const handle = await open(hit.file, 'r').catch(() => undefined);
+      if (handle) {
+        hit.used = Date.now();
+        return { png: handle.createReadStream(), bytes: hit.bytes, frames: hit.frames, columns: hit.columns };
+      }
+      this.forget(key, hit);
     }
     let render = this.rendering.get(key);
     if (!render) {
@@ -97,7 +104,13 @@ export class FramesRenderer {
       throw unavailable('frames_busy', `${this.o.maxInFlight} frame sheets are being rendered; retry later`, Math.max(1, Math.ceil(this.o.waitMs / 1000)));
     }
     try {
-      const sheet = await withStoredMedia(this.store, this.blobs, episode, this.o.tmpDir, async (media) => (media ? this.pipeline.framesPng(media) : undefined));
+      const sheet = await withStoredMedia(this.store, this.blobs, episode, this.o.tmpDir, async (media) => (media ? this.pipeline.framesPng(media) : undefined)).catch(
+        async (err: unknown) => {
+          // Its blob collected between the check and the read: the media has expired.
+          if (err instanceof BlobIntegrityError && !(await this.store.hasMedia(episode.key))) return undefined;
+          throw err;
+        },
+      );
       if (!sheet) return undefined;
       await this.remember(key, sheet.png, sheet.frames, sheet.columns).catch(() => undefined);
       return { png: sheet.png, frames: sheet.frames, columns: sheet.columns };
@@ -127,7 +140,7 @@ export class FramesRenderer {
   }
 
   private async remember(key: string, png: Buffer, frames: number, columns: number): Promise<void> {
-    if (this.o.cacheBytes <= 0 || png.length > this.o.cacheBytes / 4) return;
+    if (this.o.cacheBytes <= 0 || this.o.retentionMs <= 0 || png.length > this.o.cacheBytes / 4) return;
     const file = path.join(this.cacheDir, `${key}.${frames}.${columns}.png`);
     const partial = `${file}.part`;
     await writeFile(partial, png, { mode: 0o600 });
@@ -137,13 +150,19 @@ export class FramesRenderer {
     await this.evict();
   }
 
+  private forget(key: string, entry: CacheEntry): void {
+    if (this.cache.get(key) !== entry) return;
+    this.cache.delete(key);
+    this.cachedBytes -= entry.bytes;
+  }
+
+  /** Least recently used out first, down to the size bound; and whatever outlived the media retention. */
   private async evict(): Promise<void> {
-    if (this.cachedBytes <= this.o.cacheBytes) return;
+    const stale = Date.now() - Math.max(this.o.retentionMs, 60_000);
     const byAge = [...this.cache.entries()].sort((a, b) => a[1].used - b[1].used);
     for (const [key, entry] of byAge) {
-      if (this.cachedBytes <= this.o.cacheBytes) break;
-      this.cache.delete(key);
-      this.cachedBytes -= entry.bytes;
+      if (this.cachedBytes <= this.o.cacheBytes && entry.used >= stale) break;
+      this.forget(key, entry);
       await rm(entry.file, { force: true });
     }
   }

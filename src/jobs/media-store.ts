@@ -1,6 +1,7 @@
 // The durable store and the blob store opened together, as the server and the CLI need them:
 // uploads an older version kept in the database are moved into the blob store, and what a
 // killed process left behind (staging files, blobs no episode refers to) is removed.
+import path from 'node:path';
 import { discardStaged, openBlobStore, stageStream, sweepStaging, type BlobConfig, type BlobStore } from '../blobs/index.js';
 import { openStore, type EpisodeStore, type KyselyStore, type StoreLocation } from '../store/index.js';
 import { mediaIdentity } from './episodes.js';
@@ -26,11 +27,15 @@ export async function openMedia(
   let blobs: BlobStore | undefined;
   try {
     blobs = await openBlobStore(blobConfig, o.tmpDir);
+    // Rows an older version wrote after this one migrated the store (a rolling upgrade) get their ids.
+    await store.backfillEpisodeIds();
     const moved = await moveLegacyMedia(store, blobs);
     if (!o.recover) return { store, blobs, recovered: { moved, staging: 0, orphans: 0 } };
     // One server owns a SQLite store: no upload of another is in flight, so nothing needs a grace.
     const graceMs = store.dialect === 'sqlite' ? 0 : o.graceMs;
-    const staging = await sweepStaging(blobs.stagingDir, graceMs);
+    // Staging in the temp dir (S3) and decoder copies are this process's own: nothing of another's is there.
+    const staging = await sweepStaging(blobs.stagingDir, blobConfig.backend === 's3' ? 0 : graceMs);
+    await sweepStaging(path.join(o.tmpDir, 'blobs'), 0);
     const orphans = await store.collectBlobs(graceMs, (sha) => (blobs as BlobStore).delete(sha), 10_000);
     return { store, blobs, recovered: { moved, staging, orphans } };
   } catch (err) {

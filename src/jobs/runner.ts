@@ -5,6 +5,7 @@ import { BlobIntegrityError, BlobStoreUnavailableError } from '../blobs/index.js
 import type { RequestOptions } from '../pipeline/index.js';
 import type { EpisodeRecord, EpisodeStore } from '../store/index.js';
 import { errorOutcome, isFinalError, type EpisodeService } from './episodes.js';
+import { moveLegacyMedia } from './media-store.js';
 import { withStoredMedia } from './stored-media.js';
 
 /** Errors that mean the engine never took the episode. */
@@ -104,6 +105,10 @@ export class EpisodeRunner {
     if (episode.attempts > this.o.maxAttempts) {
       await this.service.finish(episode, { status: 'failed', error: { code: 'too_many_attempts', message: `the episode was started ${episode.attempts - 1} times without finishing`, status: 500 } });
       return;
+    }
+    // Accepted by an older version while this one ran beside it: its upload is still in the database.
+    if ((await this.store.episodeMedia(episode.key)).length === 0 && (await this.store.hasMedia(episode.key))) {
+      await moveLegacyMedia(this.store, this.service.blobs);
     }
     const mediaLost = () => this.service.finish(episode, { status: 'failed', error: { code: 'media_lost', message: 'the episode media is no longer stored', status: 500 } });
     try {

@@ -90,6 +90,7 @@ export async function buildServer(config: Config, build: BuildOptions = {}): Pro
     syncLeaseMs: config.requestTimeoutMs * 2 + 60000,
     endpoints: config.webhooks.endpoints,
     backlog: { max: config.maxBacklog, maxPerKey: config.maxBacklogPerKey },
+    blobGraceMs: config.blobGraceMs,
     onOutboxWritten: () => dispatcher.wake(),
     onQueued: () => runner.wake(),
     onFinished: (episode, outcome) => metrics.observeOutcome(episode, outcome),
@@ -110,7 +111,7 @@ export async function buildServer(config: Config, build: BuildOptions = {}): Pro
       if (label.agreed !== null) metrics.observeLabel(label.agreed);
     },
   });
-  const frames = new FramesRenderer(store, blobs, runtime.pipeline, { tmpDir: config.tmpDir, ...config.frames });
+  const frames = new FramesRenderer(store, blobs, runtime.pipeline, { tmpDir: config.tmpDir, ...config.frames, retentionMs: config.store.mediaRetentionMs });
   const retention = new MediaRetention(store, blobs, { retentionMs: config.store.mediaRetentionMs, graceMs: config.blobGraceMs }, fastify.log);
   fastify.addHook('onClose', async () => {
     retention.stop();

@@ -291,6 +291,11 @@ export class KyselyStore implements EpisodeStore {
     return blobs.adoptLegacyMedia(this.db, file, ref);
   }
 
+  async backfillEpisodeIds(): Promise<number> {
+    const r = await sql`update episodes set episode_id = id, cell_key = coalesce(cell_id, '') where episode_id is null`.execute(this.db);
+    return Number(r.numAffectedRows ?? 0);
+  }
+
   async setMediaSha256(key: string, mediaSha256: string): Promise<void> {
     await this.db.updateTable('episodes').set({ media_sha256: mediaSha256 }).where('id', '=', key).execute();
   }

@@ -227,6 +227,8 @@ export interface EpisodeStore {
   nextLegacyMedia(): Promise<LegacyMediaFile | undefined>;
   /** Records a legacy file as moved to `ref`'s blob and deletes its bytes from the database. */
   adoptLegacyMedia(file: LegacyMediaFile, ref: MediaRef): Promise<void>;
+  /** Gives rows an older version wrote (without a client id and cell key) theirs; how many. */
+  backfillEpisodeIds(): Promise<number>;
   /** Sets an episode's media identity (recomputed once every file of it was moved). */
   setMediaSha256(key: string, mediaSha256: string): Promise<void>;
   /** Records an operator label (and makes it the episode's latest), unless the episode is gone or has `maxLabels`. */

@@ -9,13 +9,11 @@ import { ERROR_CODES, errorResponses } from '../schemas/errors.js';
 import { withIngest } from '../ingest.js';
 import { checkCell, visibleCells } from '../plugins/app/auth.js';
 import { Admission, type AdmissionTicket } from '../admission.js';
+import { FORM_OVERHEAD_BYTES } from '../../config.js';
 import { labelView } from './review.js';
 import { parseTime } from './time.js';
 import { unavailable } from '../../pipeline/engine-pool.js';
 import { episodeLocation, findVisibleEpisode } from './lookup.js';
-
-/** Room in a POST's Content-Length for the fields and multipart framing beside the media. */
-const FORM_OVERHEAD_BYTES = 1024 * 1024;
 
 /** A list item's result: the trace only when asked for. */
 function listedResult(result: unknown, traces: boolean) {

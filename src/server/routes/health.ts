@@ -26,6 +26,11 @@ function providerSettings(config: Config) {
   };
 }
 
+/** Absolute paths in a message, reduced to their file names. */
+export function withoutPaths(message: string): string {
+  return message.replace(/(?:\/[^\s"'():,]+)+/g, (p) => path.basename(p));
+}
+
 /** The blob store's last check, kept a moment so probes do not each reach the object store. */
 const BLOB_CHECK_TTL_MS = 2000;
 
@@ -61,7 +66,8 @@ export default async function healthRoutes(app: FastifyInstance): Promise<void> 
       model: { name: m.name, version: m.version, format_version: m.format_version, dir: path.basename(runtime.bundle.dir), bytes: runtime.bundle.bytes },
       blob_store: { backend: blobs.backend, location: blobs.location, ok: blobError === undefined, ...(blobError === undefined ? {} : { error: blobError }) },
       provider: runtime.pool.status.provider,
-      provider_fallbacks: runtime.pool.status.fallbacks,
+      // onnxruntime's messages may name library paths: only their file names are shown.
+      provider_fallbacks: runtime.pool.status.fallbacks.map((f) => ({ ...f, error: withoutPaths(f.error) })),
       provider_settings: providerSettings(app.armor.config),
       workers: { total: runtime.pool.size, busy: runtime.pool.busyWorkers, queued: runtime.pool.queueDepth },
       ffmpeg: { version: runtime.tools.version, path: path.basename(runtime.tools.ffmpeg), source: runtime.tools.source, policy: runtime.tools.policy },
