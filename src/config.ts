@@ -56,6 +56,11 @@ export interface Config {
     maxWidth: number;
     maxHeight: number;
     maxSourceFrames: number;
+    /**
+     * preprocessing.resize pil_bicubic decodes frames at their own size: at most this many bytes
+     * of them at once per decode (more frames are decoded in groups and resized as each ends).
+     */
+    maxSourceDecodeBytes: number;
     timeoutMs: number;
   };
   caps: { maxTrajectories: number; maxRounds: number; maxNewTokens: number; maxDeadlineMs: number };
@@ -188,6 +193,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxWidth: int(env, 'ARMOR_MAX_VIDEO_WIDTH', 3840, 16, 16384),
       maxHeight: int(env, 'ARMOR_MAX_VIDEO_HEIGHT', 2160, 16, 16384),
       maxSourceFrames: int(env, 'ARMOR_MAX_SOURCE_FRAMES', 3600, 1, 1000000),
+      maxSourceDecodeBytes: sourceDecodeBytes(env),
       timeoutMs: int(env, 'ARMOR_MEDIA_TIMEOUT_MS', 20000, 100, 600000),
     },
     caps: {
@@ -215,6 +221,13 @@ export function loadConfig(env: Env = process.env): Config {
     blobGraceMs: int(env, 'ARMOR_BLOB_GRACE_MS', 15 * 60_000, 60_000, 7 * 86_400_000),
     webhooks: webhooks(env),
   };
+}
+
+function sourceDecodeBytes(env: Env): number {
+  const bytes = int(env, 'ARMOR_MEDIA_SOURCE_DECODE_BYTES', 256 * 1024 * 1024, 1, 64 * 1024 * 1024 * 1024);
+  const frame = int(env, 'ARMOR_MAX_VIDEO_WIDTH', 3840, 16, 16384) * int(env, 'ARMOR_MAX_VIDEO_HEIGHT', 2160, 16, 16384) * 3;
+  if (bytes < frame) throw new ConfigError(`ARMOR_MEDIA_SOURCE_DECODE_BYTES=${bytes} is less than one frame of the largest video accepted (${frame} bytes)`);
+  return bytes;
 }
 
 function blobConfig(env: Env, dataDir: string): BlobConfig {

@@ -102,7 +102,18 @@ t.test('a missing file and a resized file are refused by name', async (t) => {
 t.test('manifest problems are refused with the field named', async (t) => {
   const text = await readFile(path.join(BUNDLE_DIR, 'armor.json'), 'utf8');
   const good = JSON.parse(text) as Record<string, unknown>;
-  await t.rejects(parseManifest(JSON.stringify({ ...good, format_version: '2.0.0' })), { code: 'unsupported_format_version' });
+  await t.rejects(parseManifest(JSON.stringify({ ...good, format_version: '3.0.0' })), { code: 'unsupported_format_version' });
+  // A format 1 reader would ignore a format 2 field that changes what the bundle means, so format 1 may not carry one.
+  const windowed = structuredClone(good) as { architecture: { vision: Record<string, unknown> } };
+  windowed.architecture.vision.window_size = 112;
+  await t.rejects(parseManifest(JSON.stringify(windowed)), { code: 'invalid_manifest', message: /window_size.*format 2/ });
+  // PIL's resize needs the source frames by number: the media layer decodes them in bounded groups.
+  const pil = structuredClone(good) as { format_version: string; preprocessing: Record<string, unknown> };
+  pil.format_version = '2.0.0';
+  pil.preprocessing.resize = 'pil_bicubic';
+  await t.rejects(parseManifest(JSON.stringify(pil)), { code: 'invalid_manifest', message: /resize.*hf_slice_start/ });
+  const ok2 = await parseManifest(JSON.stringify({ ...good, format_version: '2.0.0' }));
+  t.equal(ok2.format_version, '2.0.0', 'format 2 reads a format 1 bundle with the version raised');
   const noTokens = { ...good } as Record<string, unknown>;
   delete noTokens.tokens;
   await t.rejects(parseManifest(JSON.stringify(noTokens)), { code: 'invalid_manifest', message: /tokens/ });

@@ -25,6 +25,9 @@ t.test('bad values stop start-up with the variable named', async (t) => {
   t.throws(() => loadConfig({ LOG_LEVEL: 'loud' }), { message: /LOG_LEVEL=loud/ });
   t.throws(() => loadConfig({ ARMOR_ROUND_GRAPH: 'yes' }), { message: /ARMOR_ROUND_GRAPH=yes is invalid: expected one of auto, on, off/ });
   t.throws(() => loadConfig({ ARMOR_MAX_TRAJECTORIES: '9' }), { message: /ARMOR_MAX_TRAJECTORIES/ });
+  // A budget under one frame of the largest video accepted could never decode it.
+  t.throws(() => loadConfig({ ARMOR_MEDIA_SOURCE_DECODE_BYTES: '1000000' }), { message: /ARMOR_MEDIA_SOURCE_DECODE_BYTES=1000000 is less than one frame .*24883200 bytes/ });
+  t.equal(loadConfig({ ARMOR_MEDIA_SOURCE_DECODE_BYTES: '1000000', ARMOR_MAX_VIDEO_WIDTH: '640', ARMOR_MAX_VIDEO_HEIGHT: '480' }).media.maxSourceDecodeBytes, 1000000);
 });
 
 t.test('media retention: days, hours or minutes; 0 keeps nothing; nonsense stops start-up', async (t) => {

@@ -12,7 +12,7 @@ dynamic axes.
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -43,6 +43,14 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- vision
 
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_ok: Optional[torch.Tensor], d: int) -> torch.Tensor:
+    """Attention over the middle axis of [groups, heads, n, d] tensors, keys masked by key_ok [groups, n]."""
+    scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(d)
+    if key_ok is not None:
+        scores = scores.masked_fill(~key_ok[:, None, None, :], NEG)
+    return torch.matmul(scores.softmax(-1), v)
+
+
 class VisionBlock(nn.Module):
     def __init__(self, hidden: int, heads: int, inter: int):
         super().__init__()
@@ -56,6 +64,7 @@ class VisionBlock(nn.Module):
         self.down_proj = nn.Linear(inter, hidden, bias=True)
 
     def forward(self, x, cos, sin, allowed):
+        """Full attention within each temporal group, as a [P, P] mask (bundles without window_size)."""
         p = x.shape[0]
         qkv = self.qkv(self.norm1(x)).reshape(p, 3, self.heads, self.head_dim).permute(1, 2, 0, 3)
         q, k, v = qkv[0], qkv[1], qkv[2]
@@ -64,9 +73,69 @@ class VisionBlock(nn.Module):
         scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
         scores = scores.masked_fill(~allowed, NEG)
         attn = torch.matmul(scores.softmax(-1), v)  # [heads, P, d]
-        x = x + self.proj(attn.permute(1, 0, 2).reshape(p, -1))
+        return self._rest(x, attn.permute(1, 0, 2).reshape(p, -1))
+
+    def _rest(self, x, attn_rows):
+        x = x + self.proj(attn_rows)
         h = self.norm2(x)
         return x + self.down_proj(F.silu(self.gate_proj(h)) * self.up_proj(h))
+
+    def forward_grouped(self, x, cos, sin, layout: "Layout"):
+        """Attention inside groups (Qwen2.5-VL's windows, or whole frames): the rows are
+        scattered into [groups, size] slots (padding masked), so memory grows with patches
+        times group size, never patches squared."""
+        p = x.shape[0]
+        qkv = self.qkv(self.norm1(x)).reshape(p, 3, self.heads, self.head_dim)
+        q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2]  # [P, heads, d]
+        c, s_ = cos[:, None, :], sin[:, None, :]
+        q = q * c + rotate_half(q) * s_
+        k = k * c + rotate_half(k) * s_
+        q, k, v = (layout.gather_in(t) for t in (q, k, v))  # [groups, heads, size, d]
+        attn = _attend(q, k, v, layout.key_ok, self.head_dim)
+        return self._rest(x, layout.scatter_out(attn).reshape(p, -1))
+
+
+class Layout:
+    """Where each patch row sits in a [groups, size] grid of attention groups (Qwen2.5-VL
+    windows of window x window merge blocks, or whole frames), computed from tensors so the
+    exported graph keeps its dynamic axes. Slots no patch fills are masked as keys; their
+    query rows are computed and dropped."""
+
+    def __init__(self, slot: torch.Tensor, total_slots: torch.Tensor, size: int):
+        self.size = size
+        self.slot = slot  # [P] int64
+        slots = torch.arange(total_slots)  # dynamic length: groups * size
+        self.key_ok = torch.zeros_like(slots, dtype=torch.bool).scatter(0, slot, torch.ones_like(slot, dtype=torch.bool)).reshape(-1, size)
+        self._zeros = torch.zeros_like(slots, dtype=torch.float32)
+
+    def gather_in(self, t: torch.Tensor) -> torch.Tensor:
+        """[P, heads, d] -> [groups, heads, size, d]"""
+        heads, d = t.shape[1], t.shape[2]
+        base = self._zeros[:, None, None].expand(-1, heads, d)
+        idx = self.slot[:, None, None].expand(-1, heads, d)
+        return base.scatter(0, idx, t).reshape(-1, self.size, heads, d).transpose(1, 2)
+
+    def scatter_out(self, a: torch.Tensor) -> torch.Tensor:
+        """[groups, heads, size, d] -> [P, heads, d] in patch order."""
+        rows = a.transpose(1, 2).reshape(-1, a.shape[1], a.shape[3])
+        return rows[self.slot]
+
+
+class FrameLayout:
+    """Whole frames (Qwen2.5-VL's full-attention blocks): a frame's patches are consecutive
+    rows, so groups are a reshape. The frame's size comes from the grid's values; it is taken
+    as the length of an arange so that tracing keeps it dynamic."""
+
+    key_ok = None
+
+    def __init__(self, slab: torch.Tensor):
+        self.slab = torch.arange(slab).shape[0]
+
+    def gather_in(self, t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(-1, self.slab, t.shape[1], t.shape[2]).transpose(1, 2)
+
+    def scatter_out(self, a: torch.Tensor) -> torch.Tensor:
+        return a.transpose(1, 2).reshape(-1, a.shape[1], a.shape[3])
 
 
 class VisionEncoder(nn.Module):
@@ -95,6 +164,17 @@ class VisionEncoder(nn.Module):
         self.register_buffer("inv_freq", inv, persistent=False)
         self.blocks = nn.ModuleList(
             VisionBlock(hidden, heads, cfg["intermediate_size"]) for _ in range(cfg["depth"]))
+        # Qwen2.5-VL window attention (models/README.md, architecture.vision): every block
+        # attends inside windows of `window_size` pixels except fullatt_block_indexes, which
+        # attend over the whole frame. Absent: every block attends over its temporal group,
+        # through a [P, P] mask (the layout of bundles made before windows).
+        self.window_size = cfg.get("window_size")
+        self.fullatt = set(cfg.get("fullatt_block_indexes", []))
+        if self.window_size is not None:
+            unit = self.merge * prep["patch_size"]
+            if self.window_size % unit != 0:
+                raise ValueError(f"window_size {self.window_size} must be a multiple of merge_size * patch_size = {unit}")
+            self.window = self.window_size // unit  # merge blocks per window side
         self.ln_q = RMSNorm(hidden, 1e-6)
         mh = hidden * self.merge ** 2
         self.mlp0 = nn.Linear(mh, mh)
@@ -114,18 +194,42 @@ class VisionEncoder(nn.Module):
         col = (blk % bw) * m + within % m
         return row, col, idx // slab
 
+    def layouts(self, pixel_values: torch.Tensor, grid: torch.Tensor) -> Tuple["Layout", "FrameLayout"]:
+        """(windows, frames) of Qwen2.5-VL: windows of window x window merge blocks, row-major
+        within a frame (partial at the right and bottom edges), merge blocks row-major inside a
+        window and their m*m patches consecutive; frames are whole temporal groups."""
+        m, win = self.merge, self.window
+        p = torch.arange(pixel_values.shape[0], dtype=torch.int64)
+        gt, gh, gw = grid[0, 0], grid[0, 1], grid[0, 2]
+        slab = gh * gw
+        t, j = p // slab, p % slab
+        blk, within = j // (m * m), j % (m * m)
+        bw_count, bh_count = gw // m, gh // m
+        bh, bw = blk // bw_count, blk % bw_count
+        nwh, nww = (bh_count + win - 1) // win, (bw_count + win - 1) // win
+        size = win * win * m * m
+        window_id = (t * nwh + bh // win) * nww + bw // win
+        slot = window_id * size + ((bh % win) * win + bw % win) * (m * m) + within
+        return Layout(slot, gt * nwh * nww * size, size), FrameLayout(slab)
+
     def forward(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor) -> torch.Tensor:
         row, col, group = self.positions(pixel_values, image_grid_thw)
         freqs = torch.cat((row.float()[:, None] * self.inv_freq, col.float()[:, None] * self.inv_freq), -1)
         emb = torch.cat((freqs, freqs), -1)  # [P, head_dim]
         cos, sin = emb.cos(), emb.sin()
-        # full attention inside one temporal patch group, none across groups
-        allowed = group[:, None] == group[None, :]
+        # Without windows: full attention inside one temporal patch group, none across groups
+        # (computed here, before the embedding, so such graphs export as they always have).
+        allowed = group[:, None] == group[None, :] if self.window_size is None else None
         x = self.patch_embed(pixel_values)
         if self.abs_pos:
             x = x + self.pos_row(row.clamp(max=self.abs_pos - 1)) + self.pos_col(col.clamp(max=self.abs_pos - 1))
-        for blk in self.blocks:
-            x = blk(x, cos, sin, allowed)
+        if allowed is not None:
+            for blk in self.blocks:
+                x = blk(x, cos, sin, allowed)
+        else:
+            windows, frames = self.layouts(pixel_values, image_grid_thw)
+            for i, blk in enumerate(self.blocks):
+                x = blk.forward_grouped(x, cos, sin, frames if i in self.fullatt else windows)
         x = self.ln_q(x).reshape(-1, self.mlp0.in_features)  # 4 consecutive rows = one merge block
         return self.mlp2(F.gelu(self.mlp0(x)))
 
@@ -183,7 +287,7 @@ class DecoderLayer(nn.Module):
 class Decoder(nn.Module):
     """The merged (prefill + decode) Qwen2 decoder with ARMOR's feature sums."""
 
-    def __init__(self, cfg: Dict, feature_layers: Sequence[int]):
+    def __init__(self, cfg: Dict, feature_layers: Sequence[int], feature_source: str = "layer_outputs"):
         super().__init__()
         self.cfg = cfg
         d = cfg["head_dim"]
@@ -195,8 +299,15 @@ class Decoder(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg["num_layers"]))
         self.norm = RMSNorm(cfg["hidden_size"], cfg["rms_norm_eps"])
         self.lm_head = nn.Linear(cfg["hidden_size"], cfg["vocab_size"], bias=False)
+        # models/README.md, architecture.head.feature_source: "layer_outputs" (1-based decoder
+        # layer outputs, before the final norm) or "hf_hidden_states" (indices into
+        # transformers' output_hidden_states: 0 the input embeddings, i the output of layer i,
+        # num_layers the final normed output).
         self.feature_layers = [int(i) for i in feature_layers]
-        assert all(1 <= i <= cfg["num_layers"] for i in self.feature_layers)
+        self.feature_source = feature_source
+        low = 0 if feature_source == "hf_hidden_states" else 1
+        assert feature_source in ("layer_outputs", "hf_hidden_states"), feature_source
+        assert all(low <= i <= cfg["num_layers"] for i in self.feature_layers)
 
     def rope(self, position_ids: torch.Tensor):
         """M-RoPE as HF apply_multimodal_rotary_pos_emb: channel chunk i of
@@ -236,7 +347,12 @@ class Decoder(nn.Module):
     def forward(self, inputs_embeds, attention_mask, position_ids, past: List[Tuple[torch.Tensor, torch.Tensor]]):
         x, presents, hidden, past_len = self._layers(inputs_embeds, attention_mask, position_ids, past)
         w = attention_mask[:, past_len:].to(inputs_embeds.dtype)[..., None]  # [B, S, 1]
-        feats = torch.stack([(hidden[i - 1] * w).sum(1) for i in self.feature_layers], 1)
+        if self.feature_source == "hf_hidden_states":
+            L = len(hidden)
+            states = [inputs_embeds if i == 0 else (self.norm(hidden[-1]) if i == L else hidden[i - 1]) for i in self.feature_layers]
+        else:
+            states = [hidden[i - 1] for i in self.feature_layers]
+        feats = torch.stack([(h * w).sum(1) for h in states], 1)
         logits = self.lm_head(self.norm(x[:, -1]))
         return logits, presents, feats
 
@@ -279,7 +395,7 @@ class Armor(nn.Module):
         assert arch["vision"]["out_hidden_size"] == text["hidden_size"]
         self.vision = VisionEncoder(arch["vision"], prep)
         self.embed = EmbedTokens(text["vocab_size"], text["hidden_size"])
-        self.decoder = Decoder(text, head["feature_layers"])
+        self.decoder = Decoder(text, head["feature_layers"], head.get("feature_source", "layer_outputs"))
         self.head = DetectionHead(text["hidden_size"], len(head["feature_layers"]),
                                   head["num_heads"], head["mlp_hidden_size"])
 

@@ -6,7 +6,7 @@ import os
 import shutil
 import tempfile
 import gc
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import onnx
 import torch
@@ -111,59 +111,61 @@ def _export(module: nn.Module, args, out_path: str, input_names, output_names, d
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def export_all(model: Armor, manifest: Dict, onnx_dir: str) -> Dict[str, List[str]]:
-    """Writes the four graphs; returns {graph name: [files relative to onnx_dir]}."""
-    os.makedirs(onnx_dir, exist_ok=True)
+def graph_signature(name: str, module: nn.Module, manifest: Dict) -> Tuple[nn.Module, tuple, List[str], List[str], Dict]:
+    """What torch.onnx traces for one of the four graphs: (module, example args, input names,
+    output names, dynamic axes), as models/README.md names them."""
     arch, prep = manifest["architecture"], manifest["preprocessing"]
     text = arch["text"]
     H, KV, D, L = text["hidden_size"], text["num_key_value_heads"], text["head_dim"], text["num_layers"]
     m2 = prep["merge_size"] ** 2
     W = 3 * prep["temporal_patch_size"] * prep["patch_size"] ** 2
-    model = model.eval()
-    out: Dict[str, List[str]] = {}
+    if name == "vision_encoder":
+        # Trace on shapes that are all different from each other and non-trivial, so no size
+        # can be mistaken for another and baked in as a constant.
+        grid = torch.tensor([[2, 4, 6]], dtype=torch.int64)
+        P = 2 * 4 * 6
+        return (module, (torch.randn(P, W), grid), ["pixel_values", "image_grid_thw"], ["image_features"],
+                {"pixel_values": {0: "num_patches"}, "image_features": {0: f"num_patches / {m2}"}})
+    if name == "embed_tokens":
+        return (module, (torch.zeros(2, 3, dtype=torch.int64),), ["input_ids"], ["inputs_embeds"],
+                {"input_ids": {0: "batch", 1: "sequence"}, "inputs_embeds": {0: "batch", 1: "sequence"}})
+    if name == "decoder_model_merged":
+        B, S, PAST = 2, 3, 5
+        past_names, present_names, past_args = [], [], []
+        dyn = {
+            "inputs_embeds": {0: "batch", 1: "sequence"},
+            "attention_mask": {0: "batch", 1: "past_sequence + sequence"},
+            "position_ids": {1: "batch", 2: "sequence"},
+            "logits": {0: "batch"},
+            "armor_features": {0: "batch"},
+        }
+        for i in range(L):
+            for kind in ("key", "value"):
+                n_in, n_out = f"past_key_values.{i}.{kind}", f"present.{i}.{kind}"
+                past_names.append(n_in)
+                present_names.append(n_out)
+                past_args.append(torch.randn(B, KV, PAST, D))
+                dyn[n_in] = {0: "batch", 2: "past_sequence"}
+                dyn[n_out] = {0: "batch", 2: "past_sequence + sequence"}
+        pos = torch.arange(PAST, PAST + S, dtype=torch.int64).expand(3, B, S).contiguous()
+        return (_DecoderIO(module), (torch.randn(B, S, H), torch.ones(B, PAST + S, dtype=torch.int64), pos, *past_args),
+                ["inputs_embeds", "attention_mask", "position_ids", *past_names], ["logits", *present_names, "armor_features"], dyn)
+    if name == "detection_head":
+        F_ = len(arch["head"]["feature_layers"])
+        return (module, (torch.randn(2, F_, H),), ["armor_features_mean"], ["detection_logit"],
+                {"armor_features_mean": {0: "batch"}, "detection_logit": {0: "batch"}})
+    raise ValueError(f"no graph {name}")
 
-    # Trace on shapes that are all different from each other and non-trivial, so no size
-    # can be mistaken for another and baked in as a constant.
-    grid = torch.tensor([[2, 4, 6]], dtype=torch.int64)
-    P = 2 * 4 * 6
-    out["vision_encoder"] = _export(
-        model.vision, (torch.randn(P, W), grid), os.path.join(onnx_dir, "vision_encoder.onnx"),
-        ["pixel_values", "image_grid_thw"], ["image_features"],
-        {"pixel_values": {0: "num_patches"}, "image_features": {0: f"num_patches / {m2}"}})
 
-    out["embed_tokens"] = _export(
-        model.embed, (torch.zeros(2, 3, dtype=torch.int64),), os.path.join(onnx_dir, "embed_tokens.onnx"),
-        ["input_ids"], ["inputs_embeds"],
-        {"input_ids": {0: "batch", 1: "sequence"}, "inputs_embeds": {0: "batch", 1: "sequence"}})
+def export_graph(name: str, module: nn.Module, manifest: Dict, onnx_dir: str) -> List[str]:
+    """Writes one of the four graphs from its module (Armor's vision, embed, decoder or head);
+    returns the files written, relative to onnx_dir."""
+    os.makedirs(onnx_dir, exist_ok=True)
+    traced, args, inputs, outputs, dyn = graph_signature(name, module.eval(), manifest)
+    return _export(traced, args, os.path.join(onnx_dir, f"{name}.onnx"), inputs, outputs, dyn)
 
-    B, S, PAST = 2, 3, 5
-    past_names, present_names, past_args = [], [], []
-    dyn = {
-        "inputs_embeds": {0: "batch", 1: "sequence"},
-        "attention_mask": {0: "batch", 1: "past_sequence + sequence"},
-        "position_ids": {1: "batch", 2: "sequence"},
-        "logits": {0: "batch"},
-        "armor_features": {0: "batch"},
-    }
-    for i in range(L):
-        for kind in ("key", "value"):
-            n_in, n_out = f"past_key_values.{i}.{kind}", f"present.{i}.{kind}"
-            past_names.append(n_in)
-            present_names.append(n_out)
-            past_args.append(torch.randn(B, KV, PAST, D))
-            dyn[n_in] = {0: "batch", 2: "past_sequence"}
-            dyn[n_out] = {0: "batch", 2: "past_sequence + sequence"}
-    pos = torch.arange(PAST, PAST + S, dtype=torch.int64).expand(3, B, S).contiguous()
-    out["decoder_model_merged"] = _export(
-        _DecoderIO(model.decoder),
-        (torch.randn(B, S, H), torch.ones(B, PAST + S, dtype=torch.int64), pos, *past_args),
-        os.path.join(onnx_dir, "decoder_model_merged.onnx"),
-        ["inputs_embeds", "attention_mask", "position_ids", *past_names],
-        ["logits", *present_names, "armor_features"], dyn)
 
-    F_ = len(arch["head"]["feature_layers"])
-    out["detection_head"] = _export(
-        model.head, (torch.randn(2, F_, H),), os.path.join(onnx_dir, "detection_head.onnx"),
-        ["armor_features_mean"], ["detection_logit"],
-        {"armor_features_mean": {0: "batch"}, "detection_logit": {0: "batch"}})
-    return out
+def export_all(model: Armor, manifest: Dict, onnx_dir: str) -> Dict[str, List[str]]:
+    """Writes the four graphs; returns {graph name: [files relative to onnx_dir]}."""
+    modules = {"vision_encoder": model.vision, "embed_tokens": model.embed, "decoder_model_merged": model.decoder, "detection_head": model.head}
+    return {name: export_graph(name, module, manifest, onnx_dir) for name, module in modules.items()}

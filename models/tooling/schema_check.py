@@ -9,7 +9,7 @@ from typing import Any, Dict, List
 _KNOWN = {"$schema", "$id", "title", "description", "$defs", "type", "required", "properties",
           "const", "pattern", "minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum",
           "exclusiveMaximum", "items", "minItems", "maxItems", "$ref", "allOf",
-          "additionalProperties", "propertyNames"}
+          "additionalProperties", "propertyNames", "enum"}
 
 
 def _type_ok(v: Any, t: str) -> bool:
@@ -31,6 +31,10 @@ def _type_ok(v: Any, t: str) -> bool:
 
 
 def validate(doc: Any, schema: Dict, root: Dict = None, path: str = "") -> List[str]:
+    if schema is True:
+        return []
+    if schema is False:
+        return [f"{path}: not allowed"]
     root = root or schema
     errs: List[str] = []
     unknown = set(schema) - _KNOWN
@@ -49,6 +53,8 @@ def validate(doc: Any, schema: Dict, root: Dict = None, path: str = "") -> List[
         return errs + [f"{path or '/'}: expected {schema['type']}"]
     if "const" in schema and doc != schema["const"]:
         errs.append(f"{path}: must be {schema['const']!r}")
+    if "enum" in schema and doc not in schema["enum"]:
+        errs.append(f"{path}: must be one of {schema['enum']!r}")
     if isinstance(doc, str):
         if "pattern" in schema and not re.search(schema["pattern"], doc):
             errs.append(f"{path}: does not match {schema['pattern']}")

@@ -4,7 +4,7 @@ import type { LoadedBundle } from '../runtime/bundle.js';
 import { InputError } from '../runtime/errors.js';
 import type { RefinementDefaults } from '../runtime/manifest.js';
 import { ArmorModel } from '../runtime/model.js';
-import { preprocess } from '../runtime/preprocess.js';
+import { preprocess, secondPerGridT } from '../runtime/preprocess.js';
 import { PromptBuilder, type VisionInput } from '../runtime/prompt.js';
 import { runGroup, type RowRequest } from './generator.js';
 import { buildPrefix } from './prefix-cache.js';
@@ -94,11 +94,10 @@ export class ArmorEngine {
     const timings: StageTimings = { preprocess_ms: 0, vision_ms: 0, prefix_ms: 0, suffix_prefill_ms: 0, detection_ms: 0, decode_ms: 0, total_ms: 0 };
 
     const pixels = preprocess(manifest, input.kind, input.frames);
-    const tp = manifest.preprocessing.temporal_patch_size;
     const vision: VisionInput = {
       kind: input.kind,
       grid: pixels.grid,
-      secondPerGridT: input.kind === 'video' ? tp / (input.sampleFps ?? manifest.preprocessing.video.fps) : 0,
+      secondPerGridT: input.kind === 'video' ? secondPerGridT(manifest, input.sampleFps) : 0,
     };
     const t1 = performance.now();
     timings.preprocess_ms = t1 - start;
@@ -134,7 +133,7 @@ export class ArmorEngine {
       const previous = rounds[round - 1];
       const requests: RowRequest[] = rngs.map((rng, m) => {
         const last = previous?.candidates[m];
-        return { rng, suffixIds: this.prompts.suffix(round, last && { failure: last.failure, explanationIds: last.tokenIds }) };
+        return { rng, suffixIds: this.prompts.suffix(round, last && { failure: last.failure, explanationIds: last.tokenIds }, input.task, prefix.kind) };
       });
       // A deadline hit mid-round abandons the round, except round 0, which has no fallback.
       const checkpoint = () => check(round);

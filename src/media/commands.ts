@@ -6,13 +6,14 @@ import path from 'node:path';
 import type { MediaKind } from './sniff.js';
 
 export type DecodableKind = Exclude<MediaKind, 'unknown'>;
-type CommandName = 'video' | 'view';
+type CommandName = 'video' | 'video_frames' | 'view';
 type Vars = Readonly<Record<string, string | number>>;
 
 interface CommandFile {
   demuxers: Record<DecodableKind, string>;
   input: string[];
   video: string[];
+  video_frames: string[];
   view: string[];
 }
 
@@ -25,7 +26,7 @@ function loadCommands(file: string): CommandFile {
   const json = JSON.parse(readFileSync(file, 'utf8')) as Partial<CommandFile>;
   const isArgv = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
   const kinds: DecodableKind[] = ['mp4', 'webm', 'matroska', 'jpeg', 'png'];
-  if (!isArgv(json.input) || !isArgv(json.video) || !isArgv(json.view) || typeof json.demuxers !== 'object' || json.demuxers === null
+  if (!isArgv(json.input) || !isArgv(json.video) || !isArgv(json.video_frames) || !isArgv(json.view) || typeof json.demuxers !== 'object' || json.demuxers === null
     || !kinds.every((k) => typeof json.demuxers?.[k] === 'string')) {
     throw new Error(`${file} is not a valid decode command file`);
   }

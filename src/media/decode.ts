@@ -21,6 +21,11 @@ export interface DecodeOptions {
   signal?: AbortSignal;
   maxStderrBytes?: number;
   /**
+   * Exactly these source frames (0-based, presentation order) instead of `count` evenly spaced
+   * in time (preprocessing.video.sampling hf_slice_start); `count` must be their number.
+   */
+  select?: readonly number[];
+  /**
    * Decoder threads. Default 1: frame threading only adds start-up and latency when a few frames
    * are sampled from a short clip (measured faster from 320x240 to 3840x2160), and episodes
    * already decode side by side (ARMOR_MAX_MEDIA_PROCESSES). Pixels do not depend on it.
@@ -42,7 +47,10 @@ const DEFAULT_MAX_PIXELS = 3840 * 2160;
 const STDOUT_MARGIN_FRAMES = 1;
 
 /** The ffmpeg arguments (models/decode-commands.json), exported so a reference can run the very same command. */
-export function decodeArgs(kind: DecodableKind, file: string, o: Pick<DecodeOptions, 'count' | 'width' | 'height' | 'durationSec' | 'threads' | 'maxPixels'>): string[] {
+export function decodeArgs(kind: DecodableKind, file: string, o: Pick<DecodeOptions, 'count' | 'width' | 'height' | 'durationSec' | 'threads' | 'maxPixels' | 'select'>): string[] {
+  if (o.select) {
+    return commandArgs('video_frames', kind, file, { threads: o.threads ?? 1, max_pixels: o.maxPixels ?? DEFAULT_MAX_PIXELS, count: o.count, select: selectExpression(o.select), width: o.width, height: o.height });
+  }
   return commandArgs('video', kind, file, {
     threads: o.threads ?? 1,
     max_pixels: o.maxPixels ?? DEFAULT_MAX_PIXELS,
@@ -55,6 +63,7 @@ export function decodeArgs(kind: DecodableKind, file: string, o: Pick<DecodeOpti
 
 export async function decodeVideoFrames(tools: FfmpegTools, file: string, o: DecodeOptions): Promise<DecodedFrames> {
   checkGeometry(o.count, o.width, o.height);
+  if (o.select && o.select.length !== o.count) throw new RangeError(`select holds ${o.select.length} frames, count is ${o.count}`);
   if (!(Number.isFinite(o.durationSec) && o.durationSec > 0)) throw new RangeError(`durationSec must be > 0, got ${o.durationSec}`);
   const kind = o.kind ?? (await sniffFile(file));
   if (kind === 'unknown' || kind === 'jpeg' || kind === 'png') {
@@ -96,8 +105,18 @@ async function decodeWithCli(tools: FfmpegTools, kind: DecodableKind, file: stri
   return { rgb: new Uint8Array(result.stdout.buffer, result.stdout.byteOffset, result.stdout.length), diagnostics: result.stderr };
 }
 
+/** ffmpeg's select expression for these frame numbers (commas escaped for the filter graph). */
+export function selectExpression(frames: readonly number[]): string {
+  if (frames.length === 0 || frames.some((n) => !Number.isInteger(n) || n < 0)) throw new RangeError('select needs frame numbers');
+  return frames.map((n) => `eq(n\\,${n})`).join('+');
+}
+
 async function decodeInProcess(decoder: NonNullable<FfmpegTools['inProcess']>, kind: DecodableKind, file: string, o: DecodeOptions): Promise<{ rgb: Uint8Array; diagnostics?: string }> {
-  const filter = rotationFilter(o.rotation ?? 0) + commandFilter('video', { count: o.count, duration: o.durationSec.toFixed(6), width: o.width, height: o.height });
+  const filter =
+    rotationFilter(o.rotation ?? 0) +
+    (o.select
+      ? commandFilter('video_frames', { select: selectExpression(o.select), width: o.width, height: o.height })
+      : commandFilter('video', { count: o.count, duration: o.durationSec.toFixed(6), width: o.width, height: o.height }));
   const frameBytes = o.width * o.height * 3;
   const { rgb } = await decoder.decode(
     { url: fileUrl(file), format: demuxerFor(kind), filter, count: o.count, threads: o.threads ?? 1, maxPixels: o.maxPixels ?? DEFAULT_MAX_PIXELS, frameBytes },

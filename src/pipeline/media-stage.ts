@@ -1,9 +1,10 @@
 // The media stage: an upload -> the frames the engine sees. Shared by the pipeline, the bench
 // and the pixel-parity reference, so each measures or pins exactly what the server does.
 import type { Config } from '../config.js';
-import { composeTiles, decodeImage, decodeVideoFrames, MediaError, probeVideo, type FfmpegTools } from '../media/index.js';
+import { composeTiles, decodeImage, decodeVideoFrames, MediaError, probeVideo, type DecodedFrames, type DecodeOptions, type FfmpegTools, type VideoProbe } from '../media/index.js';
 import type { ArmorManifest } from '../runtime/manifest.js';
-import { targetSize, videoFrameCount, type RgbFrames } from '../runtime/preprocess.js';
+import { pilBicubicResize } from '../runtime/pil-resize.js';
+import { hfFrameIndices, targetSize, videoFrameCount, type RgbFrames } from '../runtime/preprocess.js';
 import type { EpisodeInput } from '../engine/types.js';
 import { PipelineError } from './errors.js';
 
@@ -37,9 +38,18 @@ export async function loadEpisodeMedia(deps: MediaStageDeps, media: EpisodeMedia
   if (media.kind === 'video') {
     // One process per video: the container is read in process, ffmpeg only decodes.
     const probe = await probeVideo(media.file, m, { signal });
-    const count = videoFrameCount(manifest, probe.durationSec);
+    const p = manifest.preprocessing;
+    // hf_slice_start: the source frames transformers' video processor would take (every frame
+    // of a clip too short for one temporal patch, which it cannot sample at all).
+    let select: number[] | undefined;
+    if (p.video.sampling === 'hf_slice_start') {
+      select = hfFrameIndices(manifest, probe.frameCount, probe.durationSec);
+      if (select.length < p.temporal_patch_size) select = Array.from({ length: probe.frameCount }, (_, k) => k);
+    }
+    const count = select?.length ?? videoFrameCount(manifest, probe.durationSec);
     const size = targetSize(manifest, 'video', probe.height, probe.width);
-    const decoded = await decodeVideoFrames(tools, media.file, {
+    const options: DecodeOptions = {
+      select,
       count,
       width: size.width,
       height: size.height,
@@ -49,13 +59,15 @@ export async function loadEpisodeMedia(deps: MediaStageDeps, media: EpisodeMedia
       maxPixels: m.maxWidth * m.maxHeight,
       timeoutMs: m.timeoutMs,
       signal,
-    }).catch((err: unknown) => {
-      // A codec the container reader could not name and the decoder could not decode: a wrong type, not damage.
-      if (err instanceof MediaError && err.code === 'corrupt_media' && probe.codec === 'other') {
-        throw new MediaError('unsupported_media', 'The video codec is not one this service can decode.', { diagnostics: err.diagnostics, cause: err });
-      }
-      throw err;
-    });
+    };
+    const decoded = await (select && p.resize === 'pil_bicubic' ? decodeAndResize(tools, media.file, options, probe, select, m.maxSourceDecodeBytes) : decodeVideoFrames(tools, media.file, options))
+      .catch((err: unknown) => {
+        // A codec the container reader could not name and the decoder could not decode: a wrong type, not damage.
+        if (err instanceof MediaError && err.code === 'corrupt_media' && probe.codec === 'other') {
+          throw new MediaError('unsupported_media', 'The video codec is not one this service can decode.', { diagnostics: err.diagnostics, cause: err });
+        }
+        throw err;
+      });
     const frames: RgbFrames = { rgb: decoded.rgb, count: decoded.count, height: decoded.height, width: decoded.width };
     const sampleFps = count / probe.durationSec;
     const input: EpisodeInput = { kind: 'video', frames, sampleFps, task };
@@ -82,4 +94,27 @@ export async function loadEpisodeMedia(deps: MediaStageDeps, media: EpisodeMedia
   const input: EpisodeInput = { kind: 'image', frames: { rgb: grid.rgb, count: 1, height: grid.height, width: grid.width }, task };
   const meta: MediaMeta = { kind: 'tiles', frames: 1, width: grid.width, height: grid.height, duration_s: null, sample_fps: null, views: views.length };
   return { input, meta, mediaMs: performance.now() - t0 };
+}
+
+/**
+ * preprocessing.resize pil_bicubic: PIL resizes each frame from its own size, so the frames are
+ * decoded at the source size, in groups of at most maxBytes, and each group is resized to the
+ * target as soon as it is decoded. The frames held afterwards are at the target size (the
+ * runtime's resize is then the identity, as PIL's is); a 4K video costs a few decodes, never
+ * count x 25 MB at once.
+ */
+async function decodeAndResize(tools: FfmpegTools, file: string, o: DecodeOptions, probe: VideoProbe, select: number[], maxBytes: number): Promise<DecodedFrames> {
+  const { width: inW, height: inH } = probe;
+  const perGroup = Math.max(1, Math.floor(maxBytes / (inW * inH * 3)));
+  const outBytes = o.width * o.height * 3;
+  const rgb = new Uint8Array(select.length * outBytes);
+  for (let start = 0; start < select.length; start += perGroup) {
+    const group = select.slice(start, start + perGroup);
+    const source = await decodeVideoFrames(tools, file, { ...o, select: group, count: group.length, width: inW, height: inH });
+    for (let k = 0; k < group.length; k++) {
+      const frame = source.rgb.subarray(k * inW * inH * 3, (k + 1) * inW * inH * 3);
+      rgb.set(pilBicubicResize(frame, inH, inW, o.height, o.width), (start + k) * outBytes);
+    }
+  }
+  return { rgb, count: select.length, width: o.width, height: o.height };
 }

@@ -16,7 +16,16 @@ export interface ArmorManifest {
   version: string;
   description?: string;
   architecture: {
-    vision: { hidden_size: number; depth: number; num_heads: number; intermediate_size: number; out_hidden_size: number };
+    vision: {
+      hidden_size: number;
+      depth: number;
+      num_heads: number;
+      intermediate_size: number;
+      out_hidden_size: number;
+      /** Format 2: Qwen2.5-VL window attention (pixels a side); absent: full attention per temporal group. */
+      window_size?: number;
+      fullatt_block_indexes?: number[];
+    };
     text: {
       hidden_size: number;
       num_layers: number;
@@ -29,7 +38,7 @@ export interface ArmorManifest {
       rms_norm_eps: number;
       mrope_section: [number, number, number];
     };
-    head: { feature_layers: number[]; num_heads: number; mlp_hidden_size: number };
+    head: { feature_layers: number[]; num_heads: number; mlp_hidden_size: number; feature_source?: 'layer_outputs' | 'hf_hidden_states' };
   };
   preprocessing: {
     patch_size: number;
@@ -39,8 +48,12 @@ export interface ArmorManifest {
     image_std: [number, number, number];
     tokens_per_second: number;
     image: PixelBounds;
-    video: PixelBounds & { fps: number; min_frames: number; max_frames: number };
+    video: PixelBounds & { fps: number; min_frames: number; max_frames: number; sampling?: 'slice_middle' | 'hf_slice_start' };
     tiles: { max_views: number; cell_width: number; cell_height: number };
+    /** Format 2 (absent: bilinear). */
+    resize?: 'bilinear' | 'pil_bicubic';
+    /** Format 2 (absent: the sampled fps, no cast). */
+    second_per_grid_t?: { source?: 'sampled_fps' | 'processor_fps'; integer_cast?: boolean };
   };
   tokens: {
     im_start: number;
@@ -52,7 +65,7 @@ export interface ArmorManifest {
     pad: number;
     eos: number[];
   };
-  prompt: { system: string; task: string; history: string; round: string };
+  prompt: { system: string; task: string; history: string; round: string; format?: 'pieces' | 'chat_template'; chat_template?: string };
   labels: { names: [string, string]; threshold: number };
   refinement: RefinementDefaults;
   files: Record<string, { sha256: string; bytes: number }>;
@@ -70,8 +83,8 @@ export interface RefinementDefaults {
   max_new_tokens: number;
 }
 
-/** The format major version this runtime understands. */
-export const SUPPORTED_FORMAT_MAJOR = 1;
+/** The format major versions this runtime understands (2 adds what imported checkpoints need: models/README.md). */
+export const SUPPORTED_FORMAT_MAJORS: readonly number[] = [1, 2];
 
 const schemaPath = fileURLToPath(new URL('../../../models/armor-bundle.schema.json', import.meta.url));
 let validator: ((data: unknown) => boolean) & { errors?: { instancePath: string; message?: string }[] | null } | undefined;
@@ -94,10 +107,10 @@ export async function parseManifest(text: string, file = 'armor.json'): Promise<
     throw new BundleError('invalid_manifest', `${file} is not valid JSON: ${(err as Error).message}`, { file });
   }
   const major = typeof data === 'object' && data !== null ? (data as { format_version?: unknown }).format_version : undefined;
-  if (typeof major === 'string' && /^\d+\./.test(major) && Number(major.split('.')[0]) !== SUPPORTED_FORMAT_MAJOR) {
+  if (typeof major === 'string' && /^\d+\./.test(major) && !SUPPORTED_FORMAT_MAJORS.includes(Number(major.split('.')[0]))) {
     throw new BundleError(
       'unsupported_format_version',
-      `${file}: format_version ${major} is not supported (this runtime reads major version ${SUPPORTED_FORMAT_MAJOR})`,
+      `${file}: format_version ${major} is not supported (this runtime reads major versions ${SUPPORTED_FORMAT_MAJORS.join(', ')})`,
       { file, field: 'format_version' },
     );
   }
@@ -122,8 +135,32 @@ function checkConsistency(m: ArmorManifest, file: string): void {
   const sectionSum = t.mrope_section.reduce((a, b) => a + b, 0);
   if (sectionSum * 2 !== t.head_dim) fail('architecture.text.mrope_section', `sums to ${sectionSum}, expected head_dim/2 = ${t.head_dim / 2}`);
   if (t.num_attention_heads % t.num_key_value_heads !== 0) fail('architecture.text.num_key_value_heads', 'must divide num_attention_heads');
+  const hf = m.architecture.head.feature_source === 'hf_hidden_states';
   for (const layer of m.architecture.head.feature_layers) {
     if (layer > t.num_layers) fail('architecture.head.feature_layers', `names layer ${layer} but the decoder has ${t.num_layers}`);
+    if (layer < 1 && !hf) fail('architecture.head.feature_layers', 'are 1-based decoder layers (0 is the embeddings only with feature_source hf_hidden_states)');
+  }
+  const v = m.architecture.vision;
+  if (v.window_size !== undefined && v.window_size % (m.preprocessing.patch_size * m.preprocessing.merge_size) !== 0) {
+    fail('architecture.vision.window_size', `must be a multiple of patch_size * merge_size = ${m.preprocessing.patch_size * m.preprocessing.merge_size}`);
+  }
+  for (const b of v.fullatt_block_indexes ?? []) if (b >= v.depth) fail('architecture.vision.fullatt_block_indexes', `names block ${b} but the tower has ${v.depth}`);
+  if (m.preprocessing.resize === 'pil_bicubic' && m.preprocessing.video.sampling !== 'hf_slice_start') {
+    // The media layer decodes pil_bicubic's source-size frames in bounded groups, which needs frame numbers.
+    fail('preprocessing.resize', 'pil_bicubic needs preprocessing.video.sampling hf_slice_start');
+  }
+  if (m.prompt.format === 'chat_template' && !m.prompt.chat_template) fail('prompt.chat_template', 'is required with prompt.format chat_template');
+  // Format 1 runtimes ignore what they do not know: the fields that change what a bundle means are format 2 only.
+  if (Number(m.format_version.split('.')[0]) < 2) {
+    const format2: Array<[string, unknown]> = [
+      ['architecture.vision.window_size', v.window_size],
+      ['architecture.head.feature_source', m.architecture.head.feature_source],
+      ['preprocessing.resize', m.preprocessing.resize],
+      ['preprocessing.video.sampling', m.preprocessing.video.sampling],
+      ['preprocessing.second_per_grid_t', m.preprocessing.second_per_grid_t],
+      ['prompt.format', m.prompt.format],
+    ];
+    for (const [field, value] of format2) if (value !== undefined) fail(field, 'is a format 2 field: set format_version 2.0.0');
   }
   for (const [name, id] of Object.entries(m.tokens)) {
     const ids = Array.isArray(id) ? id : [id];

@@ -1,5 +1,6 @@
 // Vision preprocessing exactly as models/README.md "Preprocessing" states (Qwen2-VL scheme).
 import type { ArmorManifest, PixelBounds } from './manifest.js';
+import { pilBicubicResize } from './pil-resize.js';
 
 export interface RgbFrames {
   /** HWC uint8 RGB, frames concatenated. */
@@ -93,6 +94,31 @@ export function resizeNormalize(frames: RgbFrames, outH: number, outW: number, m
 }
 
 /**
+ * The Qwen2-VL processors' way (preprocessing.resize pil_bicubic): each frame resized by PIL's
+ * bicubic to bytes, then rescaled and normalised in float32 as transformers does (the product
+ * by 1/255 rounded to float32, then (x - mean) / std in float32).
+ */
+export function pilResizeNormalize(frames: RgbFrames, outH: number, outW: number, mean: readonly number[], std: readonly number[]): Float32Array {
+  const { count, height: inH, width: inW, rgb } = frames;
+  const plane = outH * outW;
+  const out = new Float32Array(count * 3 * plane);
+  const m = mean.map(Math.fround);
+  const sd = std.map(Math.fround);
+  const frameBytes = inH * inW * 3;
+  for (let f = 0; f < count; f++) {
+    const resized = pilBicubicResize(rgb.subarray(f * frameBytes, (f + 1) * frameBytes), inH, inW, outH, outW);
+    const dst = f * 3 * plane;
+    for (let i = 0; i < plane; i++) {
+      for (let c = 0; c < 3; c++) {
+        const x = Math.fround(resized[i * 3 + c] * (1 / 255));
+        out[dst + c * plane + i] = Math.fround(Math.fround(x - m[c]) / sd[c]);
+      }
+    }
+  }
+  return out;
+}
+
+/**
  * Qwen2-VL patch layout: [grid_t, tp, C, gh/m, m, ps, gw/m, m, ps] transposed to
  * (0, 3, 6, 4, 7, 2, 1, 5, 8), so every run of m*m rows is one merge block.
  */
@@ -141,7 +167,10 @@ export function preprocess(manifest: ArmorManifest, kind: VisionKind, frames: Rg
   const p = manifest.preprocessing;
   const tp = p.temporal_patch_size;
   const size = targetSize(manifest, kind, frames.height, frames.width);
-  const planar = resizeNormalize(frames, size.height, size.width, p.image_mean, p.image_std);
+  const planar =
+    p.resize === 'pil_bicubic'
+      ? pilResizeNormalize(frames, size.height, size.width, p.image_mean, p.image_std)
+      : resizeNormalize(frames, size.height, size.width, p.image_mean, p.image_std);
   const frameSize = 3 * size.height * size.width;
   let count = frames.count;
   let data = planar;
@@ -166,4 +195,35 @@ export function videoFrameCount(manifest: ArmorManifest, durationSec: number): n
   const tp = p.temporal_patch_size;
   const n = Math.min(Math.max(roundHalfEven(durationSec * p.video.fps), p.video.min_frames), p.video.max_frames);
   return Math.max(tp, Math.floor(n / tp) * tp);
+}
+
+/**
+ * preprocessing.video.sampling hf_slice_start: transformers' Qwen2VLVideoProcessor.sample_frames
+ * with fps, on a video of `total` frames lasting `durationSec` (source fps = total / duration):
+ * floor(clamp(duration * fps, min_frames, min(max_frames, total) floored to whole temporal
+ * patches) / tp) * tp frames, at the starts of equal slices: index k is
+ * trunc(float32(k * total / n)), as torch.arange(0, total, total / n).int().
+ */
+export function hfFrameIndices(manifest: ArmorManifest, total: number, durationSec: number): number[] {
+  const p = manifest.preprocessing;
+  const tp = p.temporal_patch_size;
+  const maxFrames = Math.floor(Math.min(p.video.max_frames, total) / tp) * tp;
+  let n = (total / (total / durationSec)) * p.video.fps;
+  n = Math.min(Math.max(n, p.video.min_frames), maxFrames, total);
+  n = Math.floor(n / tp) * tp;
+  if (n < 1) return [];
+  const step = total / n;
+  return Array.from({ length: n }, (_, k) => Math.trunc(Math.fround(k * step)));
+}
+
+/**
+ * The M-RoPE time step between temporal patches of a video: temporal_patch_size / the sampled
+ * fps, or / video.fps (the processor's); with integer_cast, truncated to an integer first.
+ */
+export function secondPerGridT(manifest: ArmorManifest, sampleFps: number | undefined): number {
+  const p = manifest.preprocessing;
+  const opt = p.second_per_grid_t ?? {};
+  const fps = opt.source === 'processor_fps' ? p.video.fps : (sampleFps ?? p.video.fps);
+  const value = p.temporal_patch_size / fps;
+  return opt.integer_cast ? Math.trunc(value) : value;
 }

@@ -14,11 +14,13 @@ export class ArmorTokenizer {
   private readonly tokenizer: Tokenizer;
   private readonly specialLiterals: string[];
   private readonly specialIds: Set<number>;
+  private readonly literals: Map<number, string>;
 
-  private constructor(tokenizer: Tokenizer, specialLiterals: string[], specialIds: Set<number>) {
+  private constructor(tokenizer: Tokenizer, added: { id: number; content: string }[]) {
     this.tokenizer = tokenizer;
-    this.specialLiterals = specialLiterals;
-    this.specialIds = specialIds;
+    this.specialLiterals = added.map((t) => t.content);
+    this.specialIds = new Set(added.map((t) => t.id));
+    this.literals = new Map(added.map((t) => [t.id, t.content]));
   }
 
   static async load(file: string, manifest: ArmorManifest): Promise<ArmorTokenizer> {
@@ -40,16 +42,22 @@ export class ArmorTokenizer {
       }
     }
     const tokenizer = new Tokenizer(json, { clean_up_tokenization_spaces: false });
-    return new ArmorTokenizer(
-      tokenizer,
-      added.map((t) => t.content),
-      new Set(added.map((t) => t.id)),
-    );
+    return new ArmorTokenizer(tokenizer, added);
   }
 
-  /** Plain-text encoding: no special tokens added or recognised by the caller's intent. */
+  /**
+   * No special tokens added; added-token literals in the text become their ids, which is what a
+   * rendered chat template needs. User text never holds one (findSpecialLiteral refuses it first).
+   */
   encode(text: string): number[] {
     return this.tokenizer.encode(text, { add_special_tokens: false }).ids;
+  }
+
+  /** An added token's text (e.g. "<|vision_start|>"). */
+  literal(id: number): string {
+    const text = this.literals.get(id);
+    if (text === undefined) throw new RangeError(`no added token with id ${id}`);
+    return text;
   }
 
   /** Decodes generated ids, dropping special tokens. */
