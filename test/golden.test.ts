@@ -132,8 +132,18 @@ t.test('tokenizer: the committed cases encode to the reference ids', async (t) =
   }
 });
 
-t.test('golden vectors', async (t) => {
-  const bundle = await loadBundle(BUNDLE_DIR);
+// On the CPU, and on WebGPU wherever an adapter opens (a GPU with a Vulkan driver); without
+// one, the reason onnxruntime gives must be the missing adapter, never the options.
+for (const provider of ['cpu', 'webgpu'] as const) t.test(`golden vectors (${provider})`, async (t) => {
+  let bundle: Awaited<ReturnType<typeof loadBundle>>;
+  try {
+    bundle = await loadBundle(BUNDLE_DIR, { providers: [provider] });
+  } catch (err) {
+    if (provider !== 'webgpu') throw err;
+    t.match(err, { code: 'provider_unavailable', message: /webgpu: no WebGPU adapter: / }, `no WebGPU adapter on this machine: ${(err as Error).message}`);
+    t.notMatch((err as Error).message, /unrecognized option/, 'the options given are WebGPU\'s own');
+    return;
+  }
   t.teardown(() => releaseBundle(bundle));
   // The host decode loop (the reference) and, when the bundle has it, the in-graph round.
   const engines: [string, ArmorEngine][] = [['host loop', new ArmorEngine(bundle, { prefixReuse: true, batching: true, inGraph: false })]];

@@ -68,7 +68,11 @@ export class ArmorEngine {
     this.model = new ArmorModel(bundle);
     this.prompts = new PromptBuilder(bundle.manifest, bundle.tokenizer);
     this.switches = switches;
-    const wanted = switches.inGraph === 'gpu' ? bundle.provider !== 'cpu' : switches.inGraph === true;
+    // auto: on CUDA and TensorRT, whose KV cache would otherwise cross to the host every step.
+    // Not on WebGPU: it has no Loop kernel, so onnxruntime would run the loop on the CPU and
+    // copy between devices each step (unmeasured here: no adapter), nor on the CPU, where the
+    // host loop is as fast.
+    const wanted = switches.inGraph === 'gpu' ? bundle.provider === 'cuda' || bundle.provider === 'tensorrt' : switches.inGraph === true;
     this.roundGraph = wanted && switches.prefixReuse && this.model.hasRoundGraph;
   }
 

@@ -1,6 +1,8 @@
 // onnxruntime sessions with an explicit fallback down the configured provider list.
 // onnxruntime-node has no automatic fallback: a provider whose libraries are missing throws
 // at session creation, so each provider is tried in turn for the whole bundle.
+import { existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { BundleError } from './errors.js';
 
@@ -25,9 +27,62 @@ export interface OpenedSessions<K extends string> {
   fallbacks: ProviderAttempt[];
 }
 
-function providerConfig(name: ExecutionProviderName, deviceId: number | undefined): ort.InferenceSession.ExecutionProviderConfig {
-  if (name === 'cpu' || deviceId === undefined) return name;
-  return { name, deviceId } as ort.InferenceSession.ExecutionProviderConfig;
+/**
+ * The options each execution provider is given. CUDA and TensorRT take the GPU ordinal
+ * (ARMOR_DEVICE_ID). WebGPU has no device ordinal (onnxruntime refuses one): Dawn opens the
+ * first high-performance adapter its Vulkan driver lists, so the GPU is chosen by what the
+ * container or driver exposes; its layout is NCHW (no graph here has a layout-sensitive
+ * operator), validation basic, and graph capture off (it needs static shapes; the decoder's
+ * KV cache grows every step).
+ */
+export function providerConfig(name: ExecutionProviderName, deviceId: number | undefined): ort.InferenceSession.ExecutionProviderConfig {
+  switch (name) {
+    case 'cpu':
+      return 'cpu';
+    case 'webgpu':
+      return { name: 'webgpu', preferredLayout: 'NCHW', validationMode: 'basic' };
+    case 'cuda':
+    case 'tensorrt':
+      return deviceId === undefined ? { name } : { name, deviceId };
+  }
+}
+
+const VULKAN_LOADER_DIRS = ['/usr/lib/x86_64-linux-gnu', '/usr/lib64', '/usr/lib', '/usr/local/lib', '/lib/x86_64-linux-gnu'];
+const VULKAN_ICD_DIRS = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d', '/usr/local/share/vulkan/icd.d', '/usr/local/etc/vulkan/icd.d'];
+
+/**
+ * Why WebGPU (Dawn on Vulkan, on Linux) has no adapter, as far as files tell: no Vulkan
+ * loader, or no driver manifest; undefined when both are there (then the driver itself
+ * refused, e.g. a software rasterizer without the features Dawn needs).
+ */
+export function webgpuMissing(env: NodeJS.ProcessEnv = process.env, exists: (file: string) => boolean = existsSync, list: (dir: string) => string[] = listDir): string | undefined {
+  if (process.platform !== 'linux') return undefined;
+  const loaderDirs = [...(env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean), ...VULKAN_LOADER_DIRS];
+  if (!loaderDirs.some((dir) => exists(path.join(dir, 'libvulkan.so.1')))) {
+    return 'no Vulkan loader (libvulkan.so.1; Debian: apt-get install libvulkan1)';
+  }
+  const explicit = (env.VK_DRIVER_FILES ?? env.VK_ICD_FILENAMES ?? '').split(':').filter(Boolean);
+  const manifests = explicit.length > 0 ? explicit.filter(exists) : VULKAN_ICD_DIRS.flatMap((dir) => list(dir).filter((f) => f.endsWith('.json')));
+  if (manifests.length === 0) {
+    // Named without their leading / so that /readyz, which hides paths, still shows them.
+    return `no Vulkan driver (no ICD manifest in ${explicit.length > 0 ? 'VK_DRIVER_FILES' : 'the vulkan/icd.d directories of /usr/share, /etc and /usr/local'}; the GPU vendor's driver installs one)`;
+  }
+  return undefined;
+}
+
+function listDir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+function failure(provider: ExecutionProviderName, err: unknown): string {
+  const message = (err as Error).message.split('\n')[0] ?? String(err);
+  if (provider !== 'webgpu' || !/adapter/i.test(message)) return message;
+  const missing = webgpuMissing();
+  return `no WebGPU adapter: ${missing ?? 'the Vulkan driver offers none Dawn accepts'} (${message.replace(/^.*?(Failed to get a WebGPU adapter)/, '$1')})`;
 }
 
 export async function openSessions<K extends string>(
@@ -55,7 +110,7 @@ export async function openSessions<K extends string>(
       return { sessions, provider, fallbacks };
     } catch (err) {
       await Promise.allSettled(opened.map((s) => s.release()));
-      const attempt = { provider, error: (err as Error).message.split('\n')[0] ?? String(err) };
+      const attempt = { provider, error: failure(provider, err) };
       fallbacks.push(attempt);
       onFallback(attempt);
     }
