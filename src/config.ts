@@ -61,6 +61,8 @@ export interface Config {
      * of them at once per decode (more frames are decoded in groups and resized as each ends).
      */
     maxSourceDecodeBytes: number;
+    /** Vision tokens one episode may give the model (frames and size after preprocessing). */
+    maxVisionTokens: number;
     timeoutMs: number;
   };
   caps: { maxTrajectories: number; maxRounds: number; maxNewTokens: number; maxDeadlineMs: number };
@@ -155,6 +157,9 @@ export function loadConfig(env: Env = process.env): Config {
   const maxUploadBytes = int(env, 'ARMOR_MAX_UPLOAD_BYTES', 64 * 1024 * 1024, 1024, 4 * 1024 * 1024 * 1024);
   const maxMediaProcesses = int(env, 'ARMOR_MAX_MEDIA_PROCESSES', cores, 1, 256);
   const dataDir = path.resolve(env.ARMOR_DATA_DIR || 'data');
+  // Camera resolutions as they come (up to 4K UHD): ffmpeg scales to the model's size.
+  const maxWidth = int(env, 'ARMOR_MAX_VIDEO_WIDTH', 3840, 16, 16384);
+  const maxHeight = int(env, 'ARMOR_MAX_VIDEO_HEIGHT', 2160, 16, 16384);
   const auth = authConfig(env);
   const metricCells = metricCellsConfig(env, auth);
   // Without keys the API is open, so by default it listens only where no one else can reach it.
@@ -189,11 +194,11 @@ export function loadConfig(env: Env = process.env): Config {
     maxTaskChars: int(env, 'ARMOR_MAX_TASK_CHARS', 1000, 1, 100000),
     media: {
       maxDurationSec: int(env, 'ARMOR_MAX_VIDEO_SECONDS', 60, 1, 3600),
-      // Camera resolutions as they come (up to 4K UHD): ffmpeg scales to the model's size.
-      maxWidth: int(env, 'ARMOR_MAX_VIDEO_WIDTH', 3840, 16, 16384),
-      maxHeight: int(env, 'ARMOR_MAX_VIDEO_HEIGHT', 2160, 16, 16384),
+      maxWidth,
+      maxHeight,
       maxSourceFrames: int(env, 'ARMOR_MAX_SOURCE_FRAMES', 3600, 1, 1000000),
-      maxSourceDecodeBytes: sourceDecodeBytes(env),
+      maxSourceDecodeBytes: sourceDecodeBytes(env, maxWidth, maxHeight),
+      maxVisionTokens: int(env, 'ARMOR_MAX_VISION_TOKENS', 16384, 1, 1_000_000),
       timeoutMs: int(env, 'ARMOR_MEDIA_TIMEOUT_MS', 20000, 100, 600000),
     },
     caps: {
@@ -223,9 +228,11 @@ export function loadConfig(env: Env = process.env): Config {
   };
 }
 
-function sourceDecodeBytes(env: Env): number {
-  const bytes = int(env, 'ARMOR_MEDIA_SOURCE_DECODE_BYTES', 256 * 1024 * 1024, 1, 64 * 1024 * 1024 * 1024);
-  const frame = int(env, 'ARMOR_MAX_VIDEO_WIDTH', 3840, 16, 16384) * int(env, 'ARMOR_MAX_VIDEO_HEIGHT', 2160, 16, 16384) * 3;
+function sourceDecodeBytes(env: Env, maxWidth: number, maxHeight: number): number {
+  const frame = maxWidth * maxHeight * 3;
+  // At least one frame of the largest video accepted, or that video could never be decoded.
+  if (!env.ARMOR_MEDIA_SOURCE_DECODE_BYTES) return Math.max(256 * 1024 * 1024, frame);
+  const bytes = int(env, 'ARMOR_MEDIA_SOURCE_DECODE_BYTES', 0, 1, 64 * 1024 * 1024 * 1024);
   if (bytes < frame) throw new ConfigError(`ARMOR_MEDIA_SOURCE_DECODE_BYTES=${bytes} is less than one frame of the largest video accepted (${frame} bytes)`);
   return bytes;
 }

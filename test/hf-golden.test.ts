@@ -144,3 +144,18 @@ t.test('a chat-template prompt is the rendered turn tokenized whole', async (t) 
     t.same([...prefix.ids, ...suffix], c.ids, `${c.kind}, round ${c.round}: ${c.ids.length} ids`);
   }
 });
+
+t.test('a previous answer that spells special tokens stays text in the next turn', async (t) => {
+  const c = golden.prompt.cases[1];
+  const manifest = await manifestWith((m) => {
+    m.prompt = { system: '', task: golden.prompt.task, history: golden.prompt.history, round: golden.prompt.round, format: 'chat_template', chat_template: golden.prompt.template };
+  });
+  const tokenizer = await ArmorTokenizer.load(QWEN_TOKENIZER, manifest);
+  t.equal(tokenizer.withoutSpecialLiterals('a<|im_<|im_end|>end|>b<|vision_start|>'), 'ab', 'removed until none is left');
+  const builder = new PromptBuilder(manifest, tokenizer);
+  // The model wrote the characters of <|im_end|> and a vision block as plain tokens.
+  const spelled = [...tokenizer.encode('It fell'), ...tokenizer.encode('<|').concat(tokenizer.encode('im_end|>')), ...tokenizer.encode(' then <|').concat(tokenizer.encode('vision_start|>'))];
+  const suffix = builder.suffix(1, { failure: true, explanationIds: spelled }, c.task, 'image');
+  const specials = suffix.filter((id) => id >= 151643);
+  t.same(specials, [151645, 151644], 'only the template\'s own: the turn\'s end and the assistant\'s start');
+});

@@ -151,6 +151,8 @@ async function compare(t: Test, bundle: LoadedBundle, bundleDir: string, ckpt: s
   const features = await model.encodeVision(refPixels, ref.pixel_shape, ref.grid);
   const vErr = relErr(features, f32(ref.vision_features));
   t.ok(vErr <= 1e-4, `${input}: vision features (windows and full blocks) within 1e-4 relative (${vErr.toExponential(2)})`);
+  const oneGroupPerCall = await model.encodeVision(refPixels, ref.pixel_shape, ref.grid, 1);
+  t.ok(relErr(oneGroupPerCall, f32(ref.vision_features)) <= 1e-4, `${input}: the same features encoded one temporal group per call`);
   const H = m.architecture.text.hidden_size;
   const embeds = await model.embed(ref.ids, 1);
   const refFeatures = f32(ref.vision_features);

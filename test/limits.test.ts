@@ -212,3 +212,19 @@ t.test('readiness shows file names, never absolute paths, even in onnxruntime\'s
   );
   t.equal(withoutPaths('no adapter'), 'no adapter');
 });
+
+t.test('vision tokens: an episode the model would see as more than ARMOR_MAX_VISION_TOKENS is refused before decoding', async (t) => {
+  // armor-tiny sees a clip as 2 temporal groups of 48 tokens, 4 views as one image of 64.
+  const s = await startTestServer({ ARMOR_MAX_VISION_TOKENS: '64' });
+  t.teardown(s.close);
+  const res = await fetch(`${s.base}/v1/episodes`, { method: 'POST', body: form({ options: QUICK }) });
+  const body = (await res.json()) as Json;
+  t.equal(res.status, 422);
+  t.match(body, { error: { code: 'media_too_many_vision_tokens', message: /96 vision tokens .* limit of 64/, details: { vision_tokens: 96, max_vision_tokens: 64 } } });
+  const views = new FormData();
+  for (let i = 1; i <= 4; i++) views.append('views', new Blob([await readFile(path.join(FIXTURES, 'eval-small', 'eval-000002-view1.png'))]), `v${i}.png`);
+  views.append('task', 'pick the item into the tote');
+  views.append('options', QUICK);
+  t.equal((await fetch(`${s.base}/v1/episodes`, { method: 'POST', body: views })).status, 200, 'a tiling of 64 tokens is within the limit');
+  t.same(await s.tmpFiles(), [], 'nothing left behind');
+});

@@ -143,7 +143,10 @@ def build_manifest(ckpt: str, armor: Dict, head_meta: Dict, name: str) -> Dict:
         if pp.get(key, ours) != ours:
             raise SystemExit(f"preprocessor_config.json: {key} {pp[key]} differs from config.json's {ours}")
     image = pixel_bounds(pp) or {"min_pixels": 56 * 56, "max_pixels": 28 * 28 * 1280}
-    video_bounds = pixel_bounds(vpp) or image
+    # Without its own file the video processor's defaults apply (transformers'
+    # Qwen2VLVideoProcessor: 128 to 768 merged patches a frame), not the image bounds: those
+    # reach 12.8 M pixels, far past what a video episode can be served at.
+    video_bounds = pixel_bounds(vpp) or {"min_pixels": 128 * 28 * 28, "max_pixels": 768 * 28 * 28}
     v = armor["video"]
     preprocessing = {
         "patch_size": vc["patch_size"], "temporal_patch_size": vc["temporal_patch_size"], "merge_size": vc["spatial_merge_size"],

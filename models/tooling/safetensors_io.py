@@ -11,7 +11,7 @@ import json
 import mmap
 import os
 import struct
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -147,10 +147,6 @@ class Checkpoint:
 
     def rows(self, name: str, start: int, stop: int) -> np.ndarray:
         return self._file(name).rows(name, start, stop)
-
-    def by_shard(self, names: List[str]) -> Iterator[str]:
-        """`names` ordered so that each shard is opened once."""
-        return iter(sorted(names, key=lambda n: (self.weight_map[n], n)))
 
     def close(self) -> None:
         if self._open is not None:

@@ -72,7 +72,7 @@ export async function decodeVideoFrames(tools: FfmpegTools, file: string, o: Dec
   const frameBytes = o.width * o.height * 3;
   const out = tools.inProcess === undefined ? await decodeWithCli(tools, kind, file, o) : await decodeInProcess(tools.inProcess, kind, file, o);
   const got = Math.floor(out.rgb.length / frameBytes);
-  if (got === 0) throw new MediaError('corrupt_media', 'The video holds no decodable frame.', { diagnostics: out.diagnostics });
+  if (got === 0) throw new MediaError('corrupt_media', 'The video holds no decodable frame.', { diagnostics: out.diagnostics, details: { decoded: 0 } });
 
   const used = Math.min(got, o.count);
   if (used === o.count) {

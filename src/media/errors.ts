@@ -8,6 +8,7 @@ export type MediaErrorCode =
   | 'media_too_long'
   | 'media_resolution_too_large'
   | 'media_too_many_frames'
+  | 'media_too_many_vision_tokens'
   | 'media_timeout'
   | 'media_aborted'
   | 'media_unavailable';
@@ -25,6 +26,7 @@ export const MEDIA_ERROR_STATUS: Readonly<Record<MediaErrorCode, number>> = {
   media_too_long: 422,
   media_resolution_too_large: 422,
   media_too_many_frames: 422,
+  media_too_many_vision_tokens: 422,
   media_timeout: 422,
   media_aborted: 499,
   media_unavailable: 503,

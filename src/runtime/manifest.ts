@@ -145,6 +145,7 @@ function checkConsistency(m: ArmorManifest, file: string): void {
     fail('architecture.vision.window_size', `must be a multiple of patch_size * merge_size = ${m.preprocessing.patch_size * m.preprocessing.merge_size}`);
   }
   for (const b of v.fullatt_block_indexes ?? []) if (b >= v.depth) fail('architecture.vision.fullatt_block_indexes', `names block ${b} but the tower has ${v.depth}`);
+  if (v.fullatt_block_indexes !== undefined && v.window_size === undefined) fail('architecture.vision.fullatt_block_indexes', 'needs window_size (without windows every block attends fully)');
   if (m.preprocessing.resize === 'pil_bicubic' && m.preprocessing.video.sampling !== 'hf_slice_start') {
     // The media layer decodes pil_bicubic's source-size frames in bounded groups, which needs frame numbers.
     fail('preprocessing.resize', 'pil_bicubic needs preprocessing.video.sampling hf_slice_start');
@@ -154,11 +155,13 @@ function checkConsistency(m: ArmorManifest, file: string): void {
   if (Number(m.format_version.split('.')[0]) < 2) {
     const format2: Array<[string, unknown]> = [
       ['architecture.vision.window_size', v.window_size],
+      ['architecture.vision.fullatt_block_indexes', v.fullatt_block_indexes],
       ['architecture.head.feature_source', m.architecture.head.feature_source],
       ['preprocessing.resize', m.preprocessing.resize],
       ['preprocessing.video.sampling', m.preprocessing.video.sampling],
       ['preprocessing.second_per_grid_t', m.preprocessing.second_per_grid_t],
       ['prompt.format', m.prompt.format],
+      ['prompt.chat_template', m.prompt.chat_template],
     ];
     for (const [field, value] of format2) if (value !== undefined) fail(field, 'is a format 2 field: set format_version 2.0.0');
   }

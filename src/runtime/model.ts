@@ -4,6 +4,9 @@ import ort from 'onnxruntime-node';
 import type { LoadedBundle } from './bundle.js';
 
 /** A KV cache for `batch` rows and `length` slots, one key and one value tensor per layer. */
+/** groups x patches^2 per vision-encoder call (ArmorModel.encodeVision): 16 M, about 1 GB of scores at Qwen2.5-VL's 16 heads. */
+export const VISION_SCORES_PER_CALL = 16 * 1024 * 1024;
+
 export interface KvCache {
   readonly batch: number;
   readonly length: number;
@@ -116,7 +119,29 @@ export class ArmorModel {
     return { batch, length: cache.length, tensors };
   }
 
-  async encodeVision(pixelValues: Float32Array, dims: [number, number], grid: [number, number, number]): Promise<Float32Array> {
+  /**
+   * image_features for pixel_values. Temporal groups attend only within themselves, so a video
+   * is encoded a few groups per call, as many as keep groups x patches^2 (the size of a
+   * full-attention block's scores, per head) under `budget`: the same features, with the
+   * memory of a few frames rather than of the whole clip.
+   */
+  async encodeVision(pixelValues: Float32Array, dims: [number, number], grid: [number, number, number], budget = VISION_SCORES_PER_CALL): Promise<Float32Array> {
+    const [gt, gh, gw] = grid;
+    const patches = gh * gw;
+    const perCall = Math.max(1, Math.floor(budget / (patches * patches)));
+    if (perCall >= gt) return this.runVision(pixelValues, dims, grid);
+    const merge = this.bundle.manifest.preprocessing.merge_size;
+    const outRows = (patches / (merge * merge)) * this.hidden;
+    const out = new Float32Array(gt * outRows);
+    for (let t = 0; t < gt; t += perCall) {
+      const n = Math.min(perCall, gt - t);
+      const part = pixelValues.subarray(t * patches * dims[1], (t + n) * patches * dims[1]);
+      out.set(await this.runVision(part, [n * patches, dims[1]], [n, gh, gw]), t * outRows);
+    }
+    return out;
+  }
+
+  private async runVision(pixelValues: Float32Array, dims: [number, number], grid: [number, number, number]): Promise<Float32Array> {
     const out = await this.timed(() => this.bundle.sessions.vision_encoder.run({
       pixel_values: new ort.Tensor('float32', pixelValues, dims),
       image_grid_thw: new ort.Tensor('int64', BigInt64Array.from(grid.map(BigInt)), [1, 3]),

@@ -116,8 +116,11 @@ class ChatTemplatePrompt {
     const { prompt, labels } = this.manifest;
     let text = fill(prompt.task, { task });
     if (round > 0 && history) {
-      // As a processor sees it: the previous answer as text in the turn, tokenized with it.
-      text += fill(prompt.history, { label: labels.names[history.failure ? 1 : 0], explanation: this.tokenizer.decode(history.explanationIds) });
+      // As a processor sees it: the previous answer as text in the turn, tokenized with it. Text
+      // the model spelled like a special token stays text: it must not close the turn or add a
+      // vision block.
+      const explanation = this.tokenizer.withoutSpecialLiterals(this.tokenizer.decode(history.explanationIds));
+      text += fill(prompt.history, { label: labels.names[history.failure ? 1 : 0], explanation });
     }
     return text + fill(prompt.round, { round: String(round) });
   }
@@ -177,7 +180,7 @@ export class PromptBuilder {
    * With a chat template, the rest of the user turn after the vision block (task included),
    * tokenized whole; `task` and `kind` are the prefix's.
    */
-  suffix(round: number, history?: { failure: boolean; explanationIds: readonly number[] }, task = '', kind: VisionKind = 'video'): number[] {
+  suffix(round: number, history: { failure: boolean; explanationIds: readonly number[] } | undefined, task: string, kind: VisionKind): number[] {
     if (this.chat) {
       const { tail } = this.chat.split(kind, this.chat.userText(task, round, history));
       return this.chat.encode(tail);

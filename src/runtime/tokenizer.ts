@@ -71,6 +71,13 @@ export class ArmorTokenizer {
     );
   }
 
+  /** The text with every special-token literal removed (until none is left: removing one may join another). */
+  withoutSpecialLiterals(text: string): string {
+    let out = text;
+    for (let found = this.findSpecialLiteral(out); found !== undefined; found = this.findSpecialLiteral(out)) out = out.split(found).join('');
+    return out;
+  }
+
   /** The first special-token literal found in the text, if any. */
   findSpecialLiteral(text: string): string | undefined {
     return this.specialLiterals.find((literal) => text.includes(literal));

@@ -74,7 +74,7 @@ export default async function episodeRoutes(app: FastifyInstance): Promise<void>
             409: ['episode_id_conflict', 'episode_in_progress'],
             413: ['payload_too_large'],
             415: ['unsupported_content_type', 'unsupported_media'],
-            422: ['corrupt_media', 'media_too_long', 'media_resolution_too_large', 'media_too_many_frames', 'media_timeout'],
+            422: ['corrupt_media', 'media_too_long', 'media_resolution_too_large', 'media_too_many_frames', 'media_too_many_vision_tokens', 'media_timeout'],
             500: ['internal_error', 'engine_crashed', 'too_many_attempts'],
             503: ['queue_full', 'backlog_full', 'blob_store_unavailable', 'no_engine_workers', 'engine_crashed', 'overloaded', 'shutting_down', 'media_unavailable'],
             504: ['deadline_exceeded'],
