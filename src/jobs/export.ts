@@ -44,7 +44,7 @@ export interface ManifestLine {
   created_at: string;
 }
 
-const EXTENSIONS: Record<string, string> = { mp4: '.mp4', webm: '.webm', matroska: '.mkv', jpeg: '.jpg', png: '.png' };
+const EXTENSIONS: Record<string, string> = { mp4: '.mp4', webm: '.webm', matroska: '.mkv', mpegts: '.ts', jpeg: '.jpg', png: '.png' };
 const PAGE = 200;
 
 function manifestLine(e: EpisodeRecord, label: LabelRecord | undefined, files: string[]): ManifestLine {

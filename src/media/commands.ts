@@ -25,7 +25,7 @@ const commands = loadCommands(COMMANDS_FILE);
 function loadCommands(file: string): CommandFile {
   const json = JSON.parse(readFileSync(file, 'utf8')) as Partial<CommandFile>;
   const isArgv = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
-  const kinds: DecodableKind[] = ['mp4', 'webm', 'matroska', 'jpeg', 'png'];
+  const kinds: DecodableKind[] = ['mp4', 'webm', 'matroska', 'mpegts', 'jpeg', 'png'];
   if (!isArgv(json.input) || !isArgv(json.video) || !isArgv(json.video_frames) || !isArgv(json.view) || typeof json.demuxers !== 'object' || json.demuxers === null
     || !kinds.every((k) => typeof json.demuxers?.[k] === 'string')) {
     throw new Error(`${file} is not a valid decode command file`);

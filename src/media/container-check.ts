@@ -23,13 +23,19 @@ async function readAt(handle: FileHandle, position: number, length: number): Pro
   return buf.subarray(0, bytesRead);
 }
 
-/** Throws corrupt_media when the file ends inside a box or element its container declares. */
-export async function checkContainerComplete(file: string, kind: 'mp4' | 'webm' | 'matroska'): Promise<void> {
+/**
+ * Throws corrupt_media when the file ends inside a box, element or packet its container
+ * declares. Returns the bytes the container spans when less than the file (a transport stream
+ * with bytes after its last packet, which its reader would take for damage).
+ */
+export async function checkContainerComplete(file: string, kind: 'mp4' | 'webm' | 'matroska' | 'mpegts'): Promise<number | undefined> {
   const handle = await open(file, 'r');
   try {
     const { size } = await handle.stat();
     if (kind === 'mp4') await checkMp4(handle, size);
+    else if (kind === 'mpegts') return await checkTransportStream(handle, size);
     else await checkMatroska(handle, size);
+    return undefined;
   } finally {
     await handle.close();
   }
@@ -67,6 +73,26 @@ function vint(buf: Buffer, at: number, keepMarker: boolean): { length: number; v
     allOnes &&= buf[at + i] === 0xff;
   }
   return { length, value, unknown: !keepMarker && allOnes };
+}
+
+const TS_PACKET = 188;
+const TS_CHUNK = TS_PACKET * 4096;
+
+/**
+ * An MPEG transport stream declares no total size, only fixed 188-byte packets, each opening
+ * with the sync byte 0x47: a stream cut inside its last packet is truncated. Packets are walked
+ * from the start; where the sync byte stops, the rest is trailing bytes, unless it is a packet
+ * begun and not finished.
+ */
+async function checkTransportStream(handle: FileHandle, size: number): Promise<number | undefined> {
+  for (let at = 0; at < size; at += TS_CHUNK) {
+    const chunk = await readAt(handle, at, Math.min(TS_CHUNK, size - at));
+    for (let p = 0; p < chunk.length; p += TS_PACKET) {
+      if (chunk[p] !== 0x47) return at + p;
+      if (at + p + TS_PACKET > size) throw truncated(at + p + TS_PACKET, size);
+    }
+  }
+  return undefined;
 }
 
 async function checkMatroska(handle: FileHandle, size: number): Promise<void> {

@@ -16,7 +16,7 @@ export interface DecodeOptions {
   /** The decoder refuses larger frames. Default 3840 x 2160. */
   maxPixels?: number;
   /** From probeVideo: the container kind it sniffed (saves reading the file's head again). */
-  kind?: 'mp4' | 'webm' | 'matroska';
+  kind?: 'mp4' | 'webm' | 'matroska' | 'mpegts';
   timeoutMs: number;
   signal?: AbortSignal;
   maxStderrBytes?: number;
@@ -67,7 +67,7 @@ export async function decodeVideoFrames(tools: FfmpegTools, file: string, o: Dec
   if (!(Number.isFinite(o.durationSec) && o.durationSec > 0)) throw new RangeError(`durationSec must be > 0, got ${o.durationSec}`);
   const kind = o.kind ?? (await sniffFile(file));
   if (kind === 'unknown' || kind === 'jpeg' || kind === 'png') {
-    throw new MediaError('unsupported_media', 'The file is not a video this service reads (MP4, WebM or Matroska).');
+    throw new MediaError('unsupported_media', 'The file is not a video this service reads (MP4, WebM, Matroska or MPEG-TS).');
   }
   const frameBytes = o.width * o.height * 3;
   const out = tools.inProcess === undefined ? await decodeWithCli(tools, kind, file, o) : await decodeInProcess(tools.inProcess, kind, file, o);

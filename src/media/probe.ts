@@ -3,7 +3,7 @@
 // a video episode starts exactly one ffmpeg process: the decode. The values agree with what
 // ffprobe reports (test/media-parity.test.ts checks it on every fixture), because the data
 // generator (models/tooling/media.py) still reads them with ffprobe.
-import { Input, FilePathSource, Logging, LogLevel, MATROSKA, MP4, QTFF, UnsupportedInputFormatError, WEBM, type InputVideoTrack } from 'mediabunny';
+import { Input, FilePathSource, Logging, LogLevel, MATROSKA, MP4, MPEG_TS, QTFF, UnsupportedInputFormatError, WEBM, type InputVideoTrack } from 'mediabunny';
 import { MediaError } from './errors.js';
 import { sniffFile } from './sniff.js';
 import { checkContainerComplete } from './container-check.js';
@@ -24,7 +24,7 @@ export interface VideoProbe {
   /** Display rotation, degrees clockwise (width and height above are already swapped for 90/270). */
   rotation: 0 | 90 | 180 | 270;
   /** The container kind sniffed from the magic number (pins the decoder's demuxer). */
-  kind: 'mp4' | 'webm' | 'matroska';
+  kind: 'mp4' | 'webm' | 'matroska' | 'mpegts';
 }
 
 export interface ProbeLimits {
@@ -39,17 +39,18 @@ export interface RunControl {
   signal?: AbortSignal;
 }
 
-const FORMATS = [MP4, QTFF, MATROSKA, WEBM];
+const FORMATS = [MP4, QTFF, MATROSKA, WEBM, MPEG_TS];
 
 /** Reads a video FILE's container: no process, a few ms, bounded by the file's size. */
 export async function probeVideo(file: string, limits: ProbeLimits, control: RunControl = {}): Promise<VideoProbe> {
   const kind = await sniffFile(file);
-  if (kind === 'unknown') throw new MediaError('unsupported_media', 'The file is not a video this service reads (MP4, WebM or Matroska).');
+  if (kind === 'unknown') throw new MediaError('unsupported_media', 'The file is not a video this service reads (MP4, WebM, Matroska or MPEG-TS).');
   if (kind === 'jpeg' || kind === 'png') throw new MediaError('unsupported_media', `The file is a ${kind.toUpperCase()} image, not a video.`);
   if (control.signal?.aborted) throw new MediaError('media_aborted', 'Reading the video was cancelled: the request went away.');
-  await checkContainerComplete(file, kind);
+  const span = await checkContainerComplete(file, kind);
 
-  const input = new Input({ source: new FilePathSource(file), formats: FORMATS });
+  const source = new FilePathSource(file);
+  const input = new Input({ source: span === undefined ? source : source.slice(0, span), formats: FORMATS });
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new MediaError('media_timeout', 'Reading the video took too long and was stopped.')), limits.timeoutMs);
@@ -65,7 +66,7 @@ export async function probeVideo(file: string, limits: ProbeLimits, control: Run
     if (err instanceof MediaError) throw err;
     // QuickTime files that start without an ftyp box (pre-2005 writers): not read here.
     if (err instanceof UnsupportedInputFormatError) {
-      throw new MediaError('unsupported_media', 'The container is not one this service reads (MP4 with an ftyp box, QuickTime, WebM or Matroska).', { cause: err });
+      throw new MediaError('unsupported_media', 'The container is not one this service reads (MP4 with an ftyp box, QuickTime, WebM, Matroska or MPEG-TS).', { cause: err });
     }
     // The magic number said video, so a parse failure is damage, not a wrong type.
     throw new MediaError('corrupt_media', 'The video could not be read: it is truncated or damaged.', {
@@ -106,7 +107,9 @@ async function readProbe(input: Input, limits: ProbeLimits): Promise<Omit<VideoP
  * A clip cut from a longer recording starts late; its span is what the frames are spread over.
  */
 async function trackDuration(track: InputVideoTrack): Promise<number | undefined> {
-  const span = (await track.computeDuration()) - Math.max(0, await track.getFirstTimestamp());
+  // To the microsecond: containers with other time bases (a transport stream's 90 kHz) give
+  // the same span as the MP4 of the same frames, not one a rounding error short.
+  const span = Math.round(((await track.computeDuration()) - Math.max(0, await track.getFirstTimestamp())) * 1e6) / 1e6;
   return Number.isFinite(span) && span > 0 ? span : undefined;
 }
 

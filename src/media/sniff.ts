@@ -3,10 +3,14 @@
 import { open } from 'node:fs/promises';
 import { MediaError } from './errors.js';
 
-export type MediaKind = 'mp4' | 'webm' | 'matroska' | 'jpeg' | 'png' | 'unknown';
+export type MediaKind = 'mp4' | 'webm' | 'matroska' | 'mpegts' | 'jpeg' | 'png' | 'unknown';
 
-/** Bytes sniffMedia needs to decide (the EBML DocType sits in the first few dozen). */
-export const SNIFF_BYTES = 64;
+/**
+ * Bytes sniffMedia needs to decide: the EBML DocType sits in the first few dozen, an MPEG
+ * transport stream shows its sync byte at the start of three 188-byte packets.
+ */
+export const SNIFF_BYTES = 512;
+const TS_PACKET = 188;
 
 // ISO-BMFF brands that are still images (ffmpeg 5.1's mov demuxer cannot read them).
 const IMAGE_BRANDS = new Set(['avif', 'avis', 'heic', 'heix', 'heim', 'heis', 'mif1', 'msf1']);
@@ -20,6 +24,10 @@ export function sniffMedia(firstBytes: Uint8Array): MediaKind {
   if (b.length >= 4 && b[0] === 0x1a && b[1] === 0x45 && b[2] === 0xdf && b[3] === 0xa3) {
     return ebmlDocType(b) === 'webm' ? 'webm' : 'matroska';
   }
+  // A transport stream (camera recorders, RTSP dumps): sync bytes three packets in a row. A
+  // playlist or an ffconcat script is text and never matches, and the decoder's demuxer is
+  // pinned to mpegts, so neither can lead it to other files.
+  if (b.length > 2 * TS_PACKET && b[0] === 0x47 && b[TS_PACKET] === 0x47 && b[2 * TS_PACKET] === 0x47) return 'mpegts';
   if (b.length >= 12) {
     const box = ascii(b, 4, 4);
     if (box === 'ftyp') return IMAGE_BRANDS.has(ascii(b, 8, 4)) ? 'unknown' : 'mp4';

@@ -12,7 +12,7 @@ export interface StreamCheckLimits {
   maxHeight: number;
 }
 
-const VIDEO_KINDS: ReadonlySet<MediaKind> = new Set(['mp4', 'webm', 'matroska']);
+const VIDEO_KINDS: ReadonlySet<MediaKind> = new Set(['mp4', 'webm', 'matroska', 'mpegts']);
 const IMAGE_KINDS: ReadonlySet<MediaKind> = new Set(['jpeg', 'png']);
 
 interface ImageWalker {
@@ -66,7 +66,7 @@ export class UploadCheck {
     this.head = [];
     const kind = sniffMedia(head.subarray(0, SNIFF_BYTES));
     this.sniffed = kind;
-    if (this.role === 'video' && !VIDEO_KINDS.has(kind)) throw new MediaError('unsupported_media', 'video is not an MP4, WebM or Matroska file');
+    if (this.role === 'video' && !VIDEO_KINDS.has(kind)) throw new MediaError('unsupported_media', 'video is not an MP4, WebM, Matroska or MPEG-TS file');
     if (this.role === 'view' && !IMAGE_KINDS.has(kind)) throw new MediaError('unsupported_media', 'every view must be a JPEG or PNG image');
     if (kind === 'jpeg') this.walker = new JpegWalker();
     else if (kind === 'png') this.walker = new PngWalker();

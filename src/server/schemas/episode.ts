@@ -163,7 +163,7 @@ export const EpisodeListQuery = Type.Object(
 
 /** The multipart upload of POST /v1/episodes, for the OpenAPI document (the route reads the stream itself). */
 export const EpisodeUploadDoc = Type.Object({
-  video: Type.Optional(Type.String({ format: 'binary', description: 'MP4 (with an ftyp box), QuickTime, WebM or Matroska; or send views instead' })),
+  video: Type.Optional(Type.String({ format: 'binary', description: 'MP4 (with an ftyp box), QuickTime, WebM, Matroska or MPEG-TS (H.264 or HEVC); or send views instead' })),
   views: Type.Optional(Type.Array(Type.String({ format: 'binary' }), { minItems: 2, maxItems: 8, description: 'JPEG or PNG images of one moment from several cameras, tiled in order' })),
   task: Type.String({ maxLength: 1000, description: 'The instruction the robot was given' }),
   cell_id: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._:-]{1,128}$' })),
