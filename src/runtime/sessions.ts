@@ -80,6 +80,10 @@ function listDir(dir: string): string[] {
 
 function failure(provider: ExecutionProviderName, err: unknown): string {
   const message = (err as Error).message.split('\n')[0] ?? String(err);
+  if ((provider === 'cuda' || provider === 'tensorrt') && /Failed to load shared library/.test(message)) {
+    // The npm package ships CPU and WebGPU only; its install script fetches the CUDA provider.
+    return `onnxruntime's ${provider === 'cuda' ? 'CUDA' : 'TensorRT'} provider library is not installed (onnxruntime-node's install script fetches it from NuGet with ONNXRUNTIME_NODE_INSTALL=cuda12; it also needs CUDA 12 and cuDNN 9${provider === 'tensorrt' ? ' and TensorRT' : ''} on the machine) (${message})`;
+  }
   if (provider !== 'webgpu' || !/adapter/i.test(message)) return message;
   const missing = webgpuMissing();
   return `no WebGPU adapter: ${missing ?? 'the Vulkan driver offers none Dawn accepts'} (${message.replace(/^.*?(Failed to get a WebGPU adapter)/, '$1')})`;
