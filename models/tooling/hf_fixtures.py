@@ -23,7 +23,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from safetensors_io import save  # noqa: E402
+from safetensors_io import hf_name, save  # noqa: E402
 
 # A Qwen2.5-VL-style template: the default system turn, the user turn with its vision block
 # where the content says, the assistant opening. Written here; a real checkpoint carries its own.
@@ -103,13 +103,7 @@ def value(name: str, shape: List[int], rng: np.random.Generator) -> np.ndarray:
 
 
 def renamed(name: str, naming: str) -> str:
-    if naming == "old":
-        return name
-    if name.startswith("visual."):
-        return "model." + name
-    if name.startswith("model."):
-        return "model.language_model." + name[len("model."):]
-    return name
+    return hf_name(name, naming == "new")
 
 
 def main(argv=None) -> int:

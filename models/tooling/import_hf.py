@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
-import hashlib
 import json
 import os
 import resource
@@ -41,7 +40,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from armor_model import Decoder, DetectionHead, EmbedTokens, VisionEncoder  # noqa: E402
-from safetensors_io import Checkpoint, SafetensorsFile  # noqa: E402
+from build import file_entry  # noqa: E402
+from safetensors_io import Checkpoint, SafetensorsFile, hf_name, uses_newer_names  # noqa: E402
 from schema_check import validate  # noqa: E402
 
 FORMAT_VERSION = "2.0.0"
@@ -195,18 +195,11 @@ class HFNames:
     """Our module parameter names -> the checkpoint's, for either naming scheme."""
 
     def __init__(self, ckpt: Checkpoint):
-        keys = set(ckpt.keys())
-        self.newer = any(k.startswith("model.language_model.") for k in keys)
-        self.keys = keys
+        self.keys = set(ckpt.keys())
+        self.newer = uses_newer_names(self.keys)
 
     def hf(self, name: str) -> str:
-        if not self.newer:
-            return name
-        if name.startswith("visual."):
-            return "model." + name
-        if name.startswith("model."):
-            return "model.language_model." + name[len("model."):]
-        return name
+        return hf_name(name, self.newer)
 
 
 def vision_names(depth: int) -> Dict[str, str]:
@@ -287,14 +280,6 @@ def head_module(args, arch: Dict, armor: Dict) -> Tuple[DetectionHead, Dict]:
             else:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.02)
     return head, spec
-
-
-def file_entry(path: str) -> Dict:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 24), b""):
-            h.update(chunk)
-    return {"sha256": h.hexdigest(), "bytes": os.path.getsize(path)}
 
 
 def rss_mb() -> float:

@@ -30,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from hf_tokenizer import HFTokenizer  # noqa: E402
-from safetensors_io import Checkpoint, SafetensorsFile  # noqa: E402
+from safetensors_io import Checkpoint, SafetensorsFile, hf_name, uses_newer_names  # noqa: E402
 
 
 # --------------------------------------------------------------------------- weights
@@ -41,17 +41,10 @@ class Weights:
 
     def __init__(self, directory: str):
         self.ckpt = Checkpoint(directory)
-        keys = set(self.ckpt.keys())
-        self.newer = any(k.startswith("model.language_model.") for k in keys)
+        self.newer = uses_newer_names(self.ckpt.keys())
 
     def _hf(self, name: str) -> str:
-        if not self.newer:
-            return name
-        if name.startswith("visual."):
-            return "model." + name
-        if name.startswith("model."):
-            return "model.language_model." + name[len("model."):]
-        return name
+        return hf_name(name, self.newer)
 
     def has(self, name: str) -> bool:
         return self._hf(name) in self.ckpt.weight_map

@@ -106,6 +106,23 @@ class SafetensorsFile:
         self._f.close()
 
 
+def uses_newer_names(keys) -> bool:
+    """Whether a Qwen2.5-VL checkpoint names its tensors model.visual.* / model.language_model.*
+    (newer transformers) rather than visual.* / model.*."""
+    return any(k.startswith("model.language_model.") for k in keys)
+
+
+def hf_name(name: str, newer: bool) -> str:
+    """An older name (visual.*, model.*, lm_head.weight) as a checkpoint of either scheme spells it."""
+    if not newer:
+        return name
+    if name.startswith("visual."):
+        return "model." + name
+    if name.startswith("model."):
+        return "model.language_model." + name[len("model."):]
+    return name
+
+
 class Checkpoint:
     """A Hugging Face checkpoint's weights: one model.safetensors, or shards listed by
     model.safetensors.index.json. Only one shard is mapped at a time."""

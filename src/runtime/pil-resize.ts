@@ -57,6 +57,24 @@ function clip8(v: number): number {
   return Math.floor(v / 2 ** PRECISION_BITS);
 }
 
+/** One output pixel of a pass: n taps from `first`, `step` bytes apart, weighted from kb, rounded and clipped into dst at o. */
+function tap(src: Uint8Array, first: number, step: number, n: number, weights: Int32Array, kb: number, dst: Uint8Array, o: number): void {
+  const half = 2 ** (PRECISION_BITS - 1);
+  let s0 = half;
+  let s1 = half;
+  let s2 = half;
+  for (let k = 0; k < n; k++) {
+    const kw = weights[kb + k];
+    const p = first + k * step;
+    s0 += src[p] * kw;
+    s1 += src[p + 1] * kw;
+    s2 += src[p + 2] * kw;
+  }
+  dst[o] = clip8(s0);
+  dst[o + 1] = clip8(s1);
+  dst[o + 2] = clip8(s2);
+}
+
 /** One HWC uint8 RGB image to outH x outW, as PIL's Image.resize(..., BICUBIC). */
 export function pilBicubicResize(src: Uint8Array, inH: number, inW: number, outH: number, outW: number): Uint8Array {
   if (inH === outH && inW === outW) return src.slice();
@@ -71,27 +89,12 @@ export function pilBicubicResize(src: Uint8Array, inH: number, inW: number, outH
   if (inW !== outW) {
     const rows = yLast - yFirst;
     const tmp = new Uint8Array(rows * outW * 3);
-    const half = 2 ** (PRECISION_BITS - 1);
     for (let y = 0; y < rows; y++) {
       const inRow = (y + yFirst) * inW * 3;
       for (let xx = 0; xx < outW; xx++) {
         const xmin = horiz.bounds[xx * 2];
         const n = horiz.bounds[xx * 2 + 1];
-        const kb = xx * horiz.ksize;
-        let s0 = half;
-        let s1 = half;
-        let s2 = half;
-        for (let x = 0; x < n; x++) {
-          const kw = horiz.weights[kb + x];
-          const p = inRow + (x + xmin) * 3;
-          s0 += src[p] * kw;
-          s1 += src[p + 1] * kw;
-          s2 += src[p + 2] * kw;
-        }
-        const o = (y * outW + xx) * 3;
-        tmp[o] = clip8(s0);
-        tmp[o + 1] = clip8(s1);
-        tmp[o + 2] = clip8(s2);
+        tap(src, inRow + xmin * 3, 3, n, horiz.weights, xx * horiz.ksize, tmp, (y * outW + xx) * 3);
       }
     }
     img = tmp;
@@ -103,27 +106,11 @@ export function pilBicubicResize(src: Uint8Array, inH: number, inW: number, outH
     return img;
   }
   const out = new Uint8Array(outH * w * 3);
-  const half = 2 ** (PRECISION_BITS - 1);
   for (let yy = 0; yy < outH; yy++) {
     const ymin = vert.bounds[yy * 2] - rowOffset;
     const n = vert.bounds[yy * 2 + 1];
     const kb = yy * vert.ksize;
-    for (let xx = 0; xx < w; xx++) {
-      let s0 = half;
-      let s1 = half;
-      let s2 = half;
-      for (let y = 0; y < n; y++) {
-        const kw = vert.weights[kb + y];
-        const p = ((y + ymin) * w + xx) * 3;
-        s0 += img[p] * kw;
-        s1 += img[p + 1] * kw;
-        s2 += img[p + 2] * kw;
-      }
-      const o = (yy * w + xx) * 3;
-      out[o] = clip8(s0);
-      out[o + 1] = clip8(s1);
-      out[o + 2] = clip8(s2);
-    }
+    for (let xx = 0; xx < w; xx++) tap(img, (ymin * w + xx) * 3, w * 3, n, vert.weights, kb, out, (yy * w + xx) * 3);
   }
   return out;
 }
