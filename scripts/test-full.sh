@@ -14,7 +14,7 @@ command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # The console's browser tests drive Debian's chromium with playwright-core (no browser download).
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 # The GPU-check archive carries the Vulkan loader WebGPU needs.
-ls /usr/lib/x86_64-linux-gnu/libvulkan.so.1 /usr/lib64/libvulkan.so.1 >/dev/null 2>&1 || missing+=(libvulkan1)
+[ -e /usr/lib/x86_64-linux-gnu/libvulkan.so.1 ] || [ -e /usr/lib64/libvulkan.so.1 ] || missing+=(libvulkan1)
 # The Hugging Face import tests run the Python importer and reference with Debian's packages.
 { [ -x /usr/bin/python3 ] && /usr/bin/python3 -c "$PYTHON_MODULES" >/dev/null 2>&1; } ||
   missing+=(python3 python3-torch python3-onnx python3-numpy python3-pil python3-regex python3-jinja2)
