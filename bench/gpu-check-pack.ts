@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { REPO_ROOT } from '../src/config.js';
+import { findVulkanLoader } from '../src/runtime/sessions.js';
 
 const run = promisify(execFile);
 // The packages the engine and runtime import at run time (their own dependencies follow).
@@ -19,7 +20,6 @@ const PACKAGES = ['onnxruntime-node', '@huggingface/tokenizers', '@huggingface/j
 const INSTALL_ONLY = new Set(['adm-zip', 'global-agent']);
 // Only the Linux x64 binaries of onnxruntime-node (its other platforms are most of its 288 MB).
 const ORT_LINUX_X64 = path.join('bin', 'napi-v6', 'linux', 'x64');
-const VULKAN_LOADERS = ['/usr/lib/x86_64-linux-gnu/libvulkan.so.1', '/usr/lib64/libvulkan.so.1', '/usr/lib/libvulkan.so.1'];
 
 const { values } = parseArgs({
   options: {
@@ -73,7 +73,7 @@ async function main(): Promise<void> {
     const seen = new Set<string>();
     for (const name of PACKAGES) await copyPackage(name, app, seen);
     await cp(values.bundle, path.join(stage, 'bundle'), { recursive: true, filter: (src) => !src.endsWith('.md') });
-    const loader = (await Promise.all(VULKAN_LOADERS.map((f) => stat(f).then(() => f, () => undefined)))).find((f) => f !== undefined);
+    const loader = findVulkanLoader({});
     if (!loader) throw new Error('no Vulkan loader to pack (Debian: apt-get install libvulkan1)');
     await mkdir(path.join(stage, 'lib'));
     await copyFile(loader, path.join(stage, 'lib', 'libvulkan.so.1'));

@@ -5,6 +5,7 @@
 // complete container (padding, junk) are not damage and are ignored.
 import { open, type FileHandle } from 'node:fs/promises';
 import { MediaError } from './errors.js';
+import { TS_PACKET } from './sniff.js';
 
 // Top-level ISO-BMFF boxes a recorder writes; anything else ends the walk (trailing bytes).
 const MP4_BOXES = new Set(['ftyp', 'styp', 'moov', 'mdat', 'moof', 'mfra', 'free', 'skip', 'wide', 'sidx', 'ssix', 'uuid', 'meta', 'pdin', 'emsg', 'prft', 'udta']);
@@ -75,7 +76,6 @@ function vint(buf: Buffer, at: number, keepMarker: boolean): { length: number; v
   return { length, value, unknown: !keepMarker && allOnes };
 }
 
-const TS_PACKET = 188;
 const TS_CHUNK = TS_PACKET * 4096;
 
 /**

@@ -10,7 +10,8 @@ export type MediaKind = 'mp4' | 'webm' | 'matroska' | 'mpegts' | 'jpeg' | 'png' 
  * transport stream shows its sync byte at the start of three 188-byte packets.
  */
 export const SNIFF_BYTES = 512;
-const TS_PACKET = 188;
+/** An MPEG transport stream's packet size (each opens with the sync byte 0x47). */
+export const TS_PACKET = 188;
 
 // ISO-BMFF brands that are still images (ffmpeg 5.1's mov demuxer cannot read them).
 const IMAGE_BRANDS = new Set(['avif', 'avis', 'heic', 'heix', 'heim', 'heis', 'mif1', 'msf1']);

@@ -106,7 +106,9 @@ export function pilResizeNormalize(frames: RgbFrames, outH: number, outW: number
   const sd = std.map(Math.fround);
   const frameBytes = inH * inW * 3;
   for (let f = 0; f < count; f++) {
-    const resized = pilBicubicResize(rgb.subarray(f * frameBytes, (f + 1) * frameBytes), inH, inW, outH, outW);
+    const frame = rgb.subarray(f * frameBytes, (f + 1) * frameBytes);
+    // Already at the size (the media layer resized it): PIL's resize is the identity there.
+    const resized = inH === outH && inW === outW ? frame : pilBicubicResize(frame, inH, inW, outH, outW);
     const dst = f * 3 * plane;
     for (let i = 0; i < plane; i++) {
       for (let c = 0; c < 3; c++) {

@@ -50,6 +50,12 @@ export function providerConfig(name: ExecutionProviderName, deviceId: number | u
 const VULKAN_LOADER_DIRS = ['/usr/lib/x86_64-linux-gnu', '/usr/lib64', '/usr/lib', '/usr/local/lib', '/lib/x86_64-linux-gnu'];
 const VULKAN_ICD_DIRS = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d', '/usr/local/share/vulkan/icd.d', '/usr/local/etc/vulkan/icd.d'];
 
+/** The Vulkan loader Dawn would load (LD_LIBRARY_PATH first, then the system's), if any. */
+export function findVulkanLoader(env: NodeJS.ProcessEnv = process.env, exists: (file: string) => boolean = existsSync): string | undefined {
+  const dirs = [...(env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean), ...VULKAN_LOADER_DIRS];
+  return dirs.map((dir) => path.join(dir, 'libvulkan.so.1')).find(exists);
+}
+
 /**
  * Why WebGPU (Dawn on Vulkan, on Linux) has no adapter, as far as files tell: no Vulkan
  * loader, or no driver manifest; undefined when both are there (then the driver itself
@@ -57,8 +63,7 @@ const VULKAN_ICD_DIRS = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d', '/usr/l
  */
 export function webgpuMissing(env: NodeJS.ProcessEnv = process.env, exists: (file: string) => boolean = existsSync, list: (dir: string) => string[] = listDir): string | undefined {
   if (process.platform !== 'linux') return undefined;
-  const loaderDirs = [...(env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean), ...VULKAN_LOADER_DIRS];
-  if (!loaderDirs.some((dir) => exists(path.join(dir, 'libvulkan.so.1')))) {
+  if (findVulkanLoader(env, exists) === undefined) {
     return 'no Vulkan loader (libvulkan.so.1; Debian: apt-get install libvulkan1)';
   }
   const explicit = (env.VK_DRIVER_FILES ?? env.VK_ICD_FILENAMES ?? '').split(':').filter(Boolean);
