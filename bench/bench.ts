@@ -3,7 +3,9 @@
 // The media stage (upload -> frames) is measured beside it for each --ffmpeg given (a path, or
 // `node-av` for the in-process decoder; default: the system's ffmpeg, and node-av when
 // installed), against the two-process stage it replaced (ffprobe + ffmpeg, system ffmpeg).
-// Usage: node dist/bench/bench.js [--episodes N] [--clip FILE] [--bundle DIR] [--ffmpeg PATH|node-av]... [--media-runs N] [--json]
+// The default clip is a generated pick the default model was not trained on and answers
+// normally (the README example), so the figures are those of ordinary answers.
+// Usage: node dist/bench/bench.js [--episodes N] [--clip FILE --task TEXT] [--bundle DIR] [--ffmpeg PATH|node-av]... [--media-runs N] [--json]
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig, REPO_ROOT } from '../src/config.js';
@@ -17,7 +19,8 @@ import { loadBundle, releaseBundle } from '../src/runtime/bundle.js';
 const { values } = parseArgs({
   options: {
     episodes: { type: 'string', default: '6' },
-    clip: { type: 'string', default: path.join(REPO_ROOT, 'test', 'fixtures', 'pick-h264.mp4') },
+    clip: { type: 'string', default: path.join(REPO_ROOT, 'test', 'fixtures', 'eval-small', 'eval-000008.mp4') },
+    task: { type: 'string', default: 'grab the purple cylinder and drop it into the destination tote' },
     bundle: { type: 'string' },
     ffmpeg: { type: 'string', multiple: true },
     'media-runs': { type: 'string', default: '9' },
@@ -43,7 +46,7 @@ async function main(): Promise<void> {
 
   const clip = values.clip as string;
   const media = await benchMedia(values.ffmpeg ?? await defaultDecoders(), clip, manifest, config.media, Number(values['media-runs']));
-  const episode: EpisodeInput = media.episode.input;
+  const episode: EpisodeInput = { ...media.episode.input, task: values.task as string };
 
   // armor: the default engine; naive: no prefix reuse, no batching (the baseline).
   const variants: [string, EngineSwitches][] = [
@@ -70,6 +73,8 @@ async function main(): Promise<void> {
   const eps = rows.map((r) => (r.results.length * 1000) / r.wallMs);
   const roundsUsed = rows.map((r) => mean(r.results.map((x) => x.rounds.length)));
   const tokens = rows.map((r) => mean(r.results.map((x) => x.rounds.flatMap((k) => k.candidates).reduce((n, c) => n + c.entropies.length, 0))));
+  const perCandidate = rows.map((r) => mean(r.results.flatMap((x) => x.rounds.flatMap((k) => k.candidates.map((c) => c.tokenIds.length)))));
+  const flagged = rows.map((r) => r.results.filter((x) => x.review.needsReview).length);
   const sessionMs = rows.map((r) => mean(r.results.map((x) => x.runs.sessionRunMs)));
   // Decoder calls made by the rounds (the prefix prefill, once per episode, is not a round's).
   const runsPerRound = rows.map((r) => mean(r.results.map((x) => (x.runs.decoderRuns - x.runs.prefixDecoderRuns) / x.rounds.length)));
@@ -96,6 +101,8 @@ async function main(): Promise<void> {
         episodes_per_s: eps[i],
         rounds_mean: roundsUsed[i],
         decode_steps_mean: tokens[i],
+        tokens_per_candidate_mean: perCandidate[i],
+        needs_review: flagged[i],
       }])),
       sampler,
       divergence,
@@ -128,6 +135,8 @@ async function main(): Promise<void> {
   table.push(['episodes/s', ...eps.map((e) => e.toFixed(2)), `${(eps[best] / eps[1]).toFixed(2)}x`]);
   table.push(row('rounds used (mean)', roundsUsed, 2, false));
   table.push(row('decode steps (mean)', tokens, 1, false));
+  table.push(row('tokens per candidate (mean)', perCandidate, 1, false));
+  table.push(['answers flagged needs_review', ...flagged.map((n) => `${n}/${episodes}`), '']);
   table.push(row('session_run_ms', sessionMs, 1, true));
   table.push(['session.run share of total', ...sessionMs.map((ms, i) => pct(ms / stageMeans[i].total_ms)), '']);
   table.push(row('decoder runs per round', runsPerRound, 1, false));

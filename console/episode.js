@@ -19,6 +19,11 @@ function answer(r) {
     h('h2', {}, 'Answer'),
     h('p', { class: 'verdict' }, h('span', { class: `badge big ${r.detection.label}` }, r.detection.label), ` p_fail ${fmt(r.detection.probability)} · confidence ${fmt(r.confidence)}`),
     h('blockquote', { 'data-testid': 'explanation' }, r.explanation),
+    r.needs_review
+      ? h('p', { class: 'review', 'data-testid': 'needs-review' }, h('span', { class: 'badge review' }, 'needs review'), ` ${r.review_reasons.join(', ')}`)
+      : '',
+    // Results stored before selection rules existed carry no rule.
+    !r.selected.rule ? '' : h('p', { class: 'muted', 'data-testid': 'selection' }, `chosen by ${r.selected.rule}: ${r.selected.reason}${r.novelty !== null ? ` · input novelty ${fmt(r.novelty, 2)}` : ''}`),
     h('p', { class: 'muted' }, `Chosen: trajectory ${r.selected.trajectory} of round ${r.selected.round} (C ${fmt(r.selected.c, 4)}). Stopped after ${r.rounds.length} round${r.rounds.length === 1 ? '' : 's'}: ${STOP_REASONS[r.stop_reason] ?? r.stop_reason}.`),
     h('p', { class: 'muted' }, `Model ${r.model.name} ${r.model.version} on ${r.provider}; ${r.input.kind}, ${r.input.frames} frame(s); seed ${r.options.seed}, T ${r.options.temperature}, top-p ${r.options.top_p}; ${Math.round(r.timings.total_ms)} ms.`),
   );

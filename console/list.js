@@ -24,6 +24,7 @@ function row(e) {
     h('td', {}, e.label ? h('span', { class: `badge ${e.label}` }, e.label) : e.error?.code ?? ''),
     h('td', { class: 'num' }, r ? fmt(r.detection.probability, 2) : ''),
     h('td', {}, e.human_label ? h('span', { class: `badge ${e.human_label}` }, e.human_label) : ''),
+    h('td', { 'data-testid': 'review' }, r?.needs_review ? h('span', { class: 'badge review', title: r.review_reasons.join(', ') }, r.review_reasons.join(', ')) : ''),
     h('td', { class: 'num' }, r ? `${r.rounds_run} · ${r.stop_reason}` : ''),
     h('td', { class: 'text' }, e.task),
     h('td', { class: 'text' }, r ? r.explanation : ''),
@@ -35,6 +36,7 @@ export function renderList(main, params, onNavigate) {
     cell_id: params.get('cell_id') ?? '',
     label: params.get('label') ?? '',
     human_label: params.get('human_label') ?? '',
+    needs_review: params.get('needs_review') ?? '',
     status: params.get('status') ?? '',
     since: params.get('since') ?? '',
   };
@@ -47,6 +49,7 @@ export function renderList(main, params, onNavigate) {
     h('label', {}, 'Cell ', h('input', { name: 'cell_id', value: filters.cell_id, size: 12 })),
     h('label', {}, 'Model ', select('label', filters.label, [['', 'any'], ['failure', 'failure'], ['success', 'success']])),
     h('label', {}, 'Operator ', select('human_label', filters.human_label, [['', 'any'], ['any', 'labelled'], ['none', 'not labelled'], ['failure', 'failure'], ['success', 'success']])),
+    h('label', {}, 'Review ', select('needs_review', filters.needs_review, [['', 'any'], ['true', 'needs review'], ['false', 'trusted']])),
     h('label', {}, 'Status ', select('status', filters.status, [['', 'any'], ['queued', 'queued'], ['running', 'running'], ['succeeded', 'succeeded'], ['failed', 'failed']])),
     h('label', {}, 'Since ', h('input', { name: 'since', type: 'datetime-local', value: filters.since })),
     h('label', {}, 'Chart ', select('range', range, Object.keys(RANGES).map((r) => [r, r]))),
@@ -64,7 +67,7 @@ export function renderList(main, params, onNavigate) {
   const table = h(
     'table',
     { class: 'episodes', 'data-testid': 'episode-list' },
-    h('thead', {}, h('tr', {}, ['Created', 'Episode', 'Cell', 'Status', 'Model', 'p_fail', 'Operator', 'Rounds', 'Task', 'Explanation'].map((t) => h('th', {}, t)))),
+    h('thead', {}, h('tr', {}, ['Created', 'Episode', 'Cell', 'Status', 'Model', 'p_fail', 'Operator', 'Review', 'Rounds', 'Task', 'Explanation'].map((t) => h('th', {}, t)))),
     tbody,
   );
   const pager = h('nav', { class: 'pager' });

@@ -17,6 +17,9 @@ Usage:
   armor-serve eval --data DIR [--out DIR]    evaluate on a labelled set (DIR/manifest.jsonl)
   armor-serve check [BUNDLE_DIR]             verify a bundle (hashes, graphs, tokenizer) and print it
   armor-serve export --out DIR               write stored episodes as a labelled set (media + manifest.jsonl)
+  armor-serve fit-novelty --train DIR --calib DIR [BUNDLE_DIR]
+                                             fit the bundle's input-novelty statistics (needs_review
+                                             unfamiliar_input) and write them into the bundle
 Options for analyze:
   --task TEXT          the pick task (required)
   --cell ID            cell id reported in the result
@@ -30,6 +33,10 @@ Options for eval:
   --seed N             base seed; episode i uses N + i (default 0)
   --limit N            only the first N episodes
   --concurrency N      episodes in flight (default: ARMOR_WORKERS)
+Options for fit-novelty:
+  --train DIR          the episodes the model was trained on (manifest.jsonl)
+  --calib DIR          held-out episodes of the same kind: the threshold is their --quantile score
+  --quantile Q         share of ordinary inputs below the threshold (default 0.995)
 Options for export (reads the store of ARMOR_DATA_DIR or ARMOR_DATABASE_URL):
   --out DIR            where the media files and manifest.jsonl go
   --since T            only episodes created at or after T (RFC 3339 or epoch ms)
@@ -187,6 +194,42 @@ async function exportSet(argv: string[]): Promise<number> {
   }
 }
 
+async function fitNoveltyCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { train: { type: 'string' }, calib: { type: 'string' }, quantile: { type: 'string', default: '0.995' }, limit: { type: 'string' } },
+  });
+  const quantile = Number(values.quantile);
+  if (!values.train || !values.calib || !(quantile > 0 && quantile <= 1)) {
+    process.stderr.write(USAGE);
+    return 2;
+  }
+  const config = loadConfig();
+  const { resolveFfmpeg } = await import('./media/index.js');
+  const { fitNovelty } = await import('./eval/fit-novelty.js');
+  const tools = await resolveFfmpeg(process.env, { decoder: config.mediaDecoder, workers: config.maxMediaProcesses });
+  let last = '';
+  const result = await fitNovelty({
+    bundleDir: path.resolve(positionals[0] ?? config.bundleDir),
+    train: path.resolve(values.train),
+    calib: path.resolve(values.calib),
+    quantile,
+    limits: config.media,
+    tools,
+    limit: values.limit ? Number(values.limit) : undefined,
+    progress: (what, done, total) => {
+      const line = `${what} ${Math.floor((done / total) * 10) * 10}%`;
+      if (line !== last) process.stderr.write(`${(last = line)}\n`);
+    },
+  }).finally(() => tools.inProcess?.close());
+  const s = result.calibScores;
+  process.stdout.write(
+    `${JSON.stringify({ file: result.file, threshold: result.threshold, fitted_on: result.counts, calib: { episodes: s.length, p50: s[Math.floor(s.length / 2)], max: s[s.length - 1] } })}\n`,
+  );
+  return 0;
+}
+
 async function main(): Promise<number> {
   const [command, ...rest] = process.argv.slice(2);
   if (rest.includes('--help') || rest.includes('-h')) {
@@ -205,6 +248,8 @@ async function main(): Promise<number> {
       return evaluate(rest);
     case 'check':
       return check(rest);
+    case 'fit-novelty':
+      return fitNoveltyCommand(rest);
     case 'export':
       return exportSet(rest);
     case undefined:

@@ -73,9 +73,9 @@ t.test('engine', async (t) => {
     }
   });
 
-  t.test('the trace obeys the early-stop rule and selection picks the lowest C', async (t) => {
+  t.test('the trace obeys the early-stop rule and min_c selection picks the lowest C', async (t) => {
     for (const seed of [1, 2, 3]) {
-      const r = await engine.run(clip(), { ...base, seed });
+      const r = await engine.run(clip(), { ...base, seed, selection: 'min_c' });
       let best = Infinity;
       for (const [i, round] of r.rounds.entries()) {
         t.equal(round.minC, Math.min(...round.candidates.map((c) => c.c)));
@@ -87,7 +87,17 @@ t.test('engine', async (t) => {
       if (r.stopReason === 'max_rounds') t.equal(r.rounds.length, base.maxRounds);
       const all = r.rounds.flatMap((x) => x.candidates);
       t.equal(r.selected.c, Math.min(...all.map((c) => c.c)));
+      t.equal(r.selection.rule, 'min_c');
+      // The same candidates under consensus: the rule changes the choice, never the generation.
+      const other = await engine.run(clip(), { ...base, seed, selection: 'consensus' });
+      t.same(other.rounds.map((x) => x.candidates.map((c) => c.tokenIds)), r.rounds.map((x) => x.candidates.map((c) => c.tokenIds)));
+      t.same(other.selection.byRule, r.selection.byRule, 'both runs report what every rule picks');
+      t.same({ round: other.selected.round, trajectory: other.selected.trajectory }, r.selection.byRule.consensus);
+      t.match(other.selection.reason, /held by \d+ of \d+ candidates/);
     }
+    const everyRound = await engine.run(clip(), { ...base, epsilon: 1000, earlyStop: false });
+    t.equal(everyRound.rounds.length, base.maxRounds, 'early_stop false runs every round');
+    t.equal(everyRound.stopReason, 'max_rounds');
     const converged = await engine.run(clip(), { ...base, epsilon: 1000 });
     t.equal(converged.stopReason, 'converged', 'a huge epsilon stops after round 1');
     t.equal(converged.rounds.length, 2);
@@ -124,7 +134,7 @@ t.test('engine', async (t) => {
     let readings = 0;
     return { now: () => readings++, readings: () => readings };
   };
-  const long = { ...base, trajectories: 3, maxRounds: 4, maxNewTokens: 24, temperature: 1, seed: 11 };
+  const long = { ...base, trajectories: 3, maxRounds: 4, maxNewTokens: 24, temperature: 1, seed: 11, selection: 'min_c' as const };
 
   t.test('a passed deadline stops the episode before any model runs', async (t) => {
     const before = snapshot();
@@ -176,6 +186,16 @@ t.test('engine', async (t) => {
     t.same(full.runs, { ...full.runs, decoderRuns: full.rounds.length + 1, prefixDecoderRuns: 1 });
     const host = await hostLoop.run(clip(), long);
     t.same(full.rounds.map((r) => r.candidates.map((c) => c.tokenIds)), host.rounds.map((r) => r.candidates.map((c) => c.tokenIds)), 'the same tokens as the host loop');
+    // The repetition penalty inside the graph's Loop follows the host sampler token for token.
+    for (const repetitionPenalty of [1, 1.3]) {
+      const g = await roundGraph.run(clip(), { ...long, repetitionPenalty, seed: 21 });
+      const h = await hostLoop.run(clip(), { ...long, repetitionPenalty, seed: 21 });
+      t.same(g.rounds.map((r) => r.candidates.map((c) => c.tokenIds)), h.rounds.map((r) => r.candidates.map((c) => c.tokenIds)), `penalty ${repetitionPenalty}: the same tokens`);
+    }
+    const plain = await hostLoop.run(clip(), { ...long, repetitionPenalty: 1, seed: 21 });
+    const penalised = await hostLoop.run(clip(), { ...long, repetitionPenalty: 1.3, seed: 21 });
+    t.not(JSON.stringify(penalised.rounds[0].candidates.map((c) => c.tokenIds)), JSON.stringify(plain.rounds[0].candidates.map((c) => c.tokenIds)), 'the penalty changes what is sampled');
+    t.same(penalised.rounds[0].candidates[0].entropies.slice(0, 1), plain.rounds[0].candidates[0].entropies.slice(0, 1), 'H_reason is taken before the penalty (the first step has nothing to penalise)');
 
     let roundsAtCancel = -1;
     const control = {
@@ -223,6 +243,6 @@ t.test('shouldStop and selectCandidate', async (t) => {
   t.ok(shouldStop(1, 0.0285, 0.03, 0, 0.1), 'relative epsilon 0.1: a 5% gain stops');
   t.ok(shouldStop(1, 0.025, 0.03, 0.01, 0.1), 'the larger margin of the two applies');
   const cand = (round: number, trajectory: number, c: number) => ({ round, trajectory, c }) as Candidate;
-  t.match(selectCandidate([cand(0, 0, 0.5), cand(0, 1, 0.2), cand(1, 0, 0.3)]), { round: 0, trajectory: 1 });
-  t.match(selectCandidate([cand(1, 0, 0.2), cand(0, 2, 0.2), cand(0, 1, 0.2)]), { round: 0, trajectory: 1 }, 'ties: earlier round, lower trajectory');
+  t.match(selectCandidate([cand(0, 0, 0.5), cand(0, 1, 0.2), cand(1, 0, 0.3)]).candidate, { round: 0, trajectory: 1 });
+  t.match(selectCandidate([cand(1, 0, 0.2), cand(0, 2, 0.2), cand(0, 1, 0.2)]).candidate, { round: 0, trajectory: 1 }, 'ties: earlier round, lower trajectory');
 });

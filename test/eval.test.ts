@@ -144,3 +144,35 @@ t.test('armor-serve eval runs the committed small set through the engine', async
   t.match(markdown, /## Per round/);
   t.match(markdown, /\| item named \| \d\.\d{3} \|/, 'grounding in the report');
 });
+
+t.test('the report scores each selection rule, the calibration of p_fail and needs_review against the errors', async (t) => {
+  const episode = (id: string, failure: boolean) => ({ id, task: 't', failure, explanation: 'the box fell', failureMode: failure ? 'drop_in_transit' : 'success', media: { kind: 'video' as const, file: 'x' } });
+  const result = (pFail: number, needsReview: boolean, reasons: string[], byRule?: { min_c: { round: number; trajectory: number }; consensus: { round: number; trajectory: number } }) => {
+    const r = response([[{ failure: pFail >= 0.5, c: 0.1, explanation: 'the box fell' }, { failure: pFail >= 0.5, c: 0.2, explanation: 'the box dropped' }]], 10);
+    return {
+      ...r,
+      detection: { ...r.detection, probability: pFail, raw_probability: pFail },
+      selected: { ...r.selected, by_rule: byRule ?? { min_c: { round: 0, trajectory: 0 }, consensus: { round: 0, trajectory: 1 } } },
+      needs_review: needsReview,
+      review_reasons: reasons,
+      novelty: 1,
+    } as unknown as EpisodeResponse;
+  };
+  const outcomes: EpisodeOutcome[] = [
+    { episode: episode('a', true), result: result(0.95, false, []) },
+    { episode: episode('b', true), result: result(0.95, false, []) },
+    { episode: episode('c', false), result: result(0.95, true, ['detection_uncertain']) }, // wrong and flagged
+    { episode: episode('d', false), result: result(0.05, true, ['unfamiliar_input']) }, // right but flagged
+  ];
+  const r = buildReport('set', outcomes, {});
+  t.equal(r.per_rule.min_c.rouge_l, 1, 'min_c picks "the box fell"');
+  t.ok(Math.abs((r.per_rule.consensus.rouge_l as number) - 2 / 3) < 1e-12, 'consensus (here) picks "the box dropped"');
+  t.equal(r.per_rule.min_c.agrees_with_served, 1);
+  // Bin 9: 3 episodes at 0.95, 2 failures -> |0.95 - 2/3|; bin 0: 1 episode at 0.05, 0 failures -> 0.05.
+  t.ok(Math.abs((r.calibration.raw.ece as number) - ((3 / 4) * (0.95 - 2 / 3) + (1 / 4) * 0.05)) < 1e-12, `ECE ${r.calibration.raw.ece}`);
+  t.equal(r.calibration.per_mode.success.episodes, 2);
+  t.ok((r.calibration.fitted_temperature as number) > 1, 'an over-sure head gets a temperature above 1');
+  t.same(r.review, { flagged: 2, rate: 0.5, rate_on_correct: 1 / 3, precision_vs_errors: 0.5, recall_vs_errors: 1, by_reason: { degenerate_explanation: 0, label_contradiction: 0, candidates_disagree: 0, detection_uncertain: 1, unfamiliar_input: 1 } });
+  t.match(renderMarkdown(r), /## Calibration of p_fail/);
+  t.match(renderMarkdown(r), /\| consensus \| /);
+});

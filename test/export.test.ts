@@ -37,7 +37,7 @@ t.test('labelled, model-labelled, tiles and expired episodes', async (t) => {
     };
     await store.createEpisode(e);
     const result = { detection: { label: modelLabel }, input: { duration_s: kind === 'video' ? 4 : null } };
-    await store.finishEpisode(`${cellId}/${id}`, OWNER, { status: 'succeeded', result, label: modelLabel }, []);
+    await store.finishEpisode(`${cellId}/${id}`, OWNER, { status: 'succeeded', result, label: modelLabel, needsReview: false }, []);
   };
   await add('old/one', 'video', 'failure', 'cell-1'); // media expires below
   await store.expireMedia(clock + 1);
@@ -86,7 +86,7 @@ t.test('the retention sweep removes uploads of episodes finished longer ago than
     const media = await storeBlobs(store, blobs, [{ name: 'v', bytes }]);
     await store.createEpisode({ episodeId: id, cellId: null, submittedBy: null, task: 't', mode: 'sync', mediaSha256: id.padEnd(64, '0'), mediaKind: 'video', options: {}, media, owner: { id: OWNER, leaseMs: 60_000 } });
     at(finishedAt);
-    await store.finishEpisode(`/${id}`, OWNER, { status: 'succeeded', result: {}, label: 'success' }, []);
+    await store.finishEpisode(`/${id}`, OWNER, { status: 'succeeded', result: {}, label: 'success', needsReview: false }, []);
     return media[0].sha256;
   };
   const shared = new Uint8Array([1, 2, 3]);
@@ -111,7 +111,7 @@ t.test('with the retention turned off, what an earlier retention kept goes at st
   const media = await storeBlobs(before.store, blobs, [{ name: 'v', bytes: new Uint8Array([1]) }]);
   const e = (id: string): NewEpisode => ({ episodeId: id, cellId: null, submittedBy: null, task: 't', mode: 'sync', mediaSha256: id.padEnd(64, '0'), mediaKind: 'video', options: {}, media, owner: { id: OWNER, leaseMs: 60_000 } });
   await before.store.createEpisode(e('kept'));
-  await before.store.finishEpisode('/kept', OWNER, { status: 'succeeded', result: {}, label: 'success' }, []);
+  await before.store.finishEpisode('/kept', OWNER, { status: 'succeeded', result: {}, label: 'success', needsReview: false }, []);
   await before.store.createEpisode({ ...e('queued'), mode: 'async', owner: undefined });
   await before.store.close();
   const store = await openStore({ dataDir: dir, mediaRetentionMs: 0 });

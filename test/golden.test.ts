@@ -1,6 +1,7 @@
 // The TypeScript runtime and engine against the golden vectors that the Python reference
 // (models/tooling) computed on the torch model: same pixels, ids, positions, detection
 // logits, tokens, scores and selection.
+import { selectCandidate, type SelectionRule } from '../src/engine/selection.js';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import t, { type Test } from 'tap';
@@ -46,6 +47,8 @@ interface GoldenOptions {
   epsilon: number;
   lambda: number;
   max_new_tokens: number;
+  repetition_penalty?: number;
+  selection?: SelectionRule;
 }
 
 interface Summary {
@@ -66,7 +69,14 @@ interface Golden {
   prefix_position_ids: number[][];
   n_vision: number;
   greedy: { options: GoldenOptions; rounds: GoldenRound[]; selected: { round: number; trajectory: number }; stop_reason: string };
-  sampled: { options: GoldenOptions; candidates: GoldenCandidate[]; selected: { round: number; trajectory: number }; stop_reason: string };
+  sampled: {
+    options: GoldenOptions;
+    candidates: GoldenCandidate[];
+    selected: { round: number; trajectory: number };
+    /** What each rule picks among the same candidates (the reference's select()). */
+    selected_by_rule?: Record<SelectionRule, { round: number; trajectory: number }>;
+    stop_reason: string;
+  };
 }
 
 async function loadGolden(name: string): Promise<{ golden: Golden; input: EpisodeInput }> {
@@ -93,8 +103,11 @@ function engineOptions(o: GoldenOptions): RefinementOptions {
     epsilon: o.epsilon,
     temperature: o.temperature,
     topP: o.top_p ?? 1,
+    repetitionPenalty: o.repetition_penalty ?? 1,
     maxNewTokens: o.max_new_tokens,
     seed: o.seed ?? 0,
+    selection: o.selection ?? 'min_c',
+    earlyStop: true,
   };
 }
 
@@ -219,6 +232,10 @@ for (const provider of ['cpu', 'webgpu'] as const) t.test(`golden vectors (${pro
           t.ok(got && close(got.c, want.c, 1e-4), `${label}: C ${got?.c} vs ${want.c}`);
         }
         t.same({ round: sampled.selected.round, trajectory: sampled.selected.trajectory }, golden.sampled.selected, 'sampled: selected candidate');
+        for (const [rule, want] of Object.entries(golden.sampled.selected_by_rule ?? {})) {
+          const got = selectCandidate(candidates, rule as SelectionRule).candidate;
+          t.same({ round: got.round, trajectory: got.trajectory }, want, `sampled: the ${rule} rule's choice`);
+        }
         t.equal(sampled.stopReason, golden.sampled.stop_reason);
       });
     });

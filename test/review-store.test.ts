@@ -47,7 +47,7 @@ for (const [name, open] of STORE_ENGINES) {
     const analysed = async (id: string, cellId: string | null, label: 'failure' | 'success', at: number) => {
       clock = at;
       await store.createEpisode(syncEpisode(id, cellId));
-      t.ok(await store.finishEpisode(key(id, cellId), OWNER, { status: 'succeeded', result: { detection: { label } }, label }, []));
+      t.ok(await store.finishEpisode(key(id, cellId), OWNER, { status: 'succeeded', result: { detection: { label } }, label, needsReview: false }, []));
     };
 
     t.test('labels are stored oldest first, compared with the model, and the latest is on the episode', async (t) => {
@@ -124,6 +124,6 @@ t.test('with no retention, media goes when the episode ends', async (t) => {
   await store.claimBlobs([BLOB]);
   await store.createEpisode(syncEpisode('gone', null));
   t.equal(await store.hasMedia('/gone'), true);
-  await store.finishEpisode('/gone', OWNER, { status: 'succeeded', result: {}, label: 'success' }, []);
+  await store.finishEpisode('/gone', OWNER, { status: 'succeeded', result: {}, label: 'success', needsReview: false }, []);
   t.equal(await store.hasMedia('/gone'), false);
 });

@@ -85,17 +85,17 @@ for (const [name, open] of STORE_ENGINES) {
       clock += 1200; // e2's lease (replica-b did not renew) has expired; e1's has not
       const c = await store.claimEpisode('replica-a', 1000);
       t.match(c, { id: 'e2', leaseOwner: 'replica-a', attempts: 2 }, 'an expired claim is taken over');
-      t.equal(await store.finishEpisode(key('e2'), 'replica-b', { status: 'succeeded', result: { x: 1 }, label: 'success' }, []), false, 'the old owner cannot finish it');
+      t.equal(await store.finishEpisode(key('e2'), 'replica-b', { status: 'succeeded', result: { x: 1 }, label: 'success', needsReview: false }, []), false, 'the old owner cannot finish it');
       await store.releaseEpisode(key('e2'), 'replica-a', { refund: true });
       t.match(await store.getEpisode(key('e2')), { status: 'queued', leaseOwner: null, attempts: 1 }, 'a claim that never ran is not counted');
     });
 
     t.test('finishing writes the outcome and the outbox together, once', async (t) => {
       const msg = { id: 'msg_0001', eventType: 'episode.completed', payload: '{"type":"episode.completed"}', endpointIds: ['wms', 'audit'] };
-      t.equal(await store.finishEpisode(key('e1'), 'replica-a', { status: 'succeeded', result: { detection: { label: 'failure' } }, label: 'failure' }, [msg]), true);
+      t.equal(await store.finishEpisode(key('e1'), 'replica-a', { status: 'succeeded', result: { detection: { label: 'failure' } }, label: 'failure', needsReview: false }, [msg]), true);
       t.match(await store.getEpisode(key('e1')), { status: 'succeeded', label: 'failure', result: { detection: { label: 'failure' } }, leaseOwner: null });
       t.same(await store.episodeMedia(key('e1')), [], 'media is dropped once the episode is done');
-      t.equal(await store.finishEpisode(key('e1'), 'replica-a', { status: 'succeeded', result: {}, label: 'x' }, [msg]), false, 'a second finish is refused');
+      t.equal(await store.finishEpisode(key('e1'), 'replica-a', { status: 'succeeded', result: {}, label: 'x', needsReview: false }, [msg]), false, 'a second finish is refused');
       const page = await store.listDeliveries({ episodeId: 'e1', limit: 10 });
       t.equal(page.items.length, 2, 'one delivery per endpoint');
       t.same(new Set(page.items.map((d) => d.messageId)), new Set(['msg_0001']), 'both carry the one message id');

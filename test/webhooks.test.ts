@@ -30,7 +30,7 @@ async function enqueue(store: KyselyStore, ids: string[], endpointIds: string[])
     await store.createEpisode({ episodeId: id, cellId: 'cell-7', submittedBy: null, task: 't', mode: 'async', mediaSha256: 'x', mediaKind: 'video', options: {}, media: null });
     await store.claimEpisode('me', 60000);
     const payload = JSON.stringify({ type: 'episode.completed', timestamp: new Date().toISOString(), data: { episode_id: id } });
-    await store.finishEpisode(`cell-7/${id}`, 'me', { status: 'succeeded', result: { episode_id: id }, label: 'success' }, [
+    await store.finishEpisode(`cell-7/${id}`, 'me', { status: 'succeeded', result: { episode_id: id }, label: 'success', needsReview: false }, [
       { id: `msg_${id}`, eventType: 'episode.completed', payload, endpointIds },
     ]);
   }

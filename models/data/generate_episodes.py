@@ -13,7 +13,7 @@ with a task text, a label, the failure mode and a templated reference explanatio
 JSON line per episode in manifest.jsonl.
 
     /usr/bin/python3 models/data/generate_episodes.py --out DIR --count N --seed S \
-        [--tiles-share 0.2] [--dense-ratio 4] [--failure-share 0.5]
+        [--tiles-share 0.2] [--dense-ratio 4] [--failure-share 0.5] [--mode-weights damaged_item=2]
 
 Same arguments -> byte-identical files (per-episode RNG seeded by (seed, index); x264 with
 one thread and bitexact muxing).
@@ -880,10 +880,24 @@ def encode_batch(jobs: list, crf: int, tmpdir: str) -> None:
                 pass
 
 
-def assign(count: int, seed: int, failure_share: float, tiles_share: float, dense_ratio: float):
+def parse_mode_weights(text: str) -> dict:
+    """"damaged_item=2,multi_pick=1" -> integer weights of the failure modes (1 when unnamed)."""
+    weights = {m: 1 for m in FAILURE_MODES}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        if name not in weights or not value.isdigit() or int(value) < 1:
+            raise ValueError(f"bad --mode-weights entry {part!r}: want FAILURE_MODE=POSITIVE_INT")
+        weights[name] = int(value)
+    return weights
+
+
+def assign(count: int, seed: int, failure_share: float, tiles_share: float, dense_ratio: float,
+           mode_weights: dict | None = None):
     rng = np.random.default_rng([seed, 424242])
     n_fail = int(round(count * failure_share))
-    modes = [FAILURE_MODES[i % len(FAILURE_MODES)] for i in range(n_fail)] + ["success"] * (count - n_fail)
+    # Failures cycle through the modes, each repeated by its weight (all 1: the original split).
+    cycle = [m for m in FAILURE_MODES for _ in range((mode_weights or {}).get(m, 1))]
+    modes = [cycle[i % len(cycle)] for i in range(n_fail)] + ["success"] * (count - n_fail)
     modes = [modes[i] for i in rng.permutation(count)]
     n_tiles = int(round(count * tiles_share))
     kinds = np.array(["video"] * count, dtype=object)
@@ -911,8 +925,14 @@ def main(argv=None) -> int:
     ap.add_argument("--crf", type=int, default=23)
     ap.add_argument("--jobs", type=int, default=1, help="concurrent ffmpeg runs, overlapping the rendering (2 uses both cores)")
     ap.add_argument("--batch", type=int, default=8, help="clips per ffmpeg run (output bytes do not depend on it)")
+    ap.add_argument("--mode-weights", default="",
+                    help="integer weights of the failure modes, e.g. damaged_item=2 (others 1)")
     ap.add_argument("--id-prefix", default="ep")
     a = ap.parse_args(argv)
+    try:
+        weights = parse_mode_weights(a.mode_weights)
+    except ValueError as e:
+        ap.error(str(e))
     if a.count < 1:
         ap.error("--count must be >= 1")
     for name in ("tiles_share", "failure_share", "distractor_share"):
@@ -920,7 +940,7 @@ def main(argv=None) -> int:
         if not 0.0 <= v <= 1.0:
             ap.error(f"--{name.replace('_', '-')} must be in [0, 1]")
     os.makedirs(a.out, exist_ok=True)
-    eps = assign(a.count, a.seed, a.failure_share, a.tiles_share, a.dense_ratio)
+    eps = assign(a.count, a.seed, a.failure_share, a.tiles_share, a.dense_ratio, weights)
     t0 = time.time()
     lines = []
     pool = ThreadPoolExecutor(max_workers=max(1, a.jobs))

@@ -34,7 +34,7 @@ from armor_model import Armor, count_params  # noqa: E402
 from bpe import ByteLevelBPE, train  # noqa: E402
 from schema_check import validate  # noqa: E402
 
-FORMAT_VERSION = "1.0.0"
+FORMAT_VERSION = "1.1.0"  # 1.1: optional refinement.repetition_penalty, selection, review, labels.calibration_temperature
 GRAPHS = ["vision_encoder", "embed_tokens", "decoder_model_merged", "detection_head"]
 
 
@@ -80,6 +80,7 @@ def make_manifest(cfg: Dict, tok: ByteLevelBPE) -> Dict:
         "prompt": cfg["prompt"],
         "labels": cfg["labels"],
         "refinement": cfg["refinement"],
+        **({"review": cfg["review"]} if "review" in cfg else {}),
         "files": {},
     }
 

@@ -101,6 +101,7 @@ def run_case(engine: ReferenceEngine, name: str, kind: str, frames: List[np.ndar
             "options": s["options"],
             "candidates": [_round_view(c, False) for r in s["rounds"] for c in r],
             "selected": s["selected"],
+            "selected_by_rule": s["selected_by_rule"],
             "stop_reason": s["stop_reason"],
         },
     }

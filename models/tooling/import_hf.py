@@ -184,7 +184,10 @@ def build_manifest(ckpt: str, armor: Dict, head_meta: Dict, name: str) -> Dict:
         "tokens": tokens,
         "prompt": {**armor["prompt"], "format": "chat_template", "chat_template": chat_template(ckpt)},
         "labels": armor["labels"],
-        "refinement": armor["refinement"],
+        # The checkpoint's own repetition penalty (Qwen's generation config has 1.05) unless
+        # the ARMOR config sets one.
+        "refinement": {**({"repetition_penalty": float(gen["repetition_penalty"])}
+                          if 1 <= float(gen.get("repetition_penalty", 0)) <= 2 else {}), **armor["refinement"]},
         "files": {},
     }, cfg
 

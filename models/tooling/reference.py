@@ -222,6 +222,71 @@ def sample(logits: np.ndarray, temperature: float, top_p: float, u: Optional[flo
     return int(order[j]), float(abs(margin))
 
 
+def apply_repetition_penalty(logits: np.ndarray, generated: Sequence[int], penalty: float) -> np.ndarray:
+    """Hugging Face's repetition penalty on the ids this candidate generated so far (float32, as
+    the engine and the round graph): positive logits divided by the penalty, negative multiplied."""
+    if penalty == 1 or not generated:
+        return logits
+    out = logits.astype(np.float32).copy()
+    p = np.float32(penalty)
+    ids = np.array(sorted(set(generated)), dtype=np.int64)
+    v = out[ids]
+    out[ids] = np.where(v > 0, v / p, v * p).astype(np.float32)
+    return out
+
+
+def degenerate_reason(token_ids: Sequence[int], finished: bool) -> Optional[str]:
+    """src/engine/selection.ts degenerateReason: a run of 4 equal tokens or a 3-token sequence
+    seen 3 times is a repetition loop; no eos within max_new_tokens is no_eos."""
+    run = 1
+    for i in range(1, len(token_ids)):
+        run = run + 1 if token_ids[i] == token_ids[i - 1] else 1
+        if run >= 4:
+            return "repetition"
+    seen: Dict[Tuple[int, int, int], int] = {}
+    for i in range(len(token_ids) - 2):
+        key = (token_ids[i], token_ids[i + 1], token_ids[i + 2])
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] >= 3:
+            return "repetition"
+    return None if finished else "no_eos"
+
+
+def lcs_f1(a: Sequence[int], b: Sequence[int]) -> float:
+    if not a or not b:
+        return 1.0 if len(a) == len(b) else 0.0
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        row = [0] * (len(b) + 1)
+        for j, y in enumerate(b, 1):
+            row[j] = prev[j - 1] + 1 if x == y else max(prev[j], row[j - 1])
+        prev = row
+    return 2.0 * prev[-1] / (len(a) + len(b)) if prev[-1] else 0.0
+
+
+def select(cands: List[Dict], rule: str) -> Dict:
+    """src/engine/selection.ts: min_c (lowest C; ties to the earlier round, lower trajectory) or
+    consensus (majority label among non-degenerate candidates, then the one closest on average
+    to the others of that label by token LCS F1)."""
+    order = lambda c: (c["round"], c["trajectory"])
+    if rule == "min_c":
+        return min(cands, key=lambda c: (c["c"],) + order(c))
+    expl = lambda c: c["explanation_ids"]
+    sound = [c for c in cands if degenerate_reason(expl(c), c["finish"] == "eos") is None]
+    pool = sound or list(cands)
+    fails = sum(c["label"] for c in pool)
+    if fails * 2 != len(pool):
+        label = int(fails * 2 > len(pool))
+    else:
+        label = min(pool, key=lambda c: (c["h_det"], c["c"]) + order(c))["label"]
+    same = [c for c in pool if c["label"] == label]
+    def score(c):
+        if len(same) == 1:
+            return 1.0
+        return sum(lcs_f1(expl(c), expl(o)) for o in same if o is not c) / (len(same) - 1)
+    return min(same, key=lambda c: (-score(c), c["c"]) + order(c))
+
+
 def binary_entropy(p: float) -> float:
     h = 0.0
     if p > 0:
@@ -338,7 +403,8 @@ class ReferenceEngine:
                         continue
                     cands[m]["entropies"].append(entropy(lg[m]))
                     u = None if opt["temperature"] == 0 else rngs[m].uniform()
-                    tokn, margin = sample(lg[m], opt["temperature"], opt["top_p"], u)
+                    row = apply_repetition_penalty(lg[m], cands[m]["token_ids"], opt.get("repetition_penalty", 1.0))
+                    tokn, margin = sample(row, opt["temperature"], opt["top_p"], u)
                     kind_ = "greedy" if opt["temperature"] == 0 else "top_p"
                     self.margins[kind_] = min(self.margins[kind_], margin)
                     cands[m]["token_ids"].append(tokn)
@@ -359,19 +425,19 @@ class ReferenceEngine:
                 c["h_reason"] = sum(c["entropies"]) / len(c["entropies"])
                 c["c"] = c["h_det"] + opt["lambda"] * c["h_reason"]
                 expl = c["token_ids"][:-1] if done[m] else list(c["token_ids"])  # e_t without eos
+                c["explanation_ids"] = expl
                 c["explanation"] = self.tok.decode(expl)
                 prev_label[m], prev_expl[m] = c["label"], expl
             rounds.append(cands)
-            if t >= 1:
+            if t >= 1 and opt.get("early_stop", True):
                 best_before = min(c["c"] for r in rounds[:-1] for c in r)
                 margin = max(opt["epsilon"], opt.get("epsilon_relative", 0.0) * best_before)
                 if min(c["c"] for c in cands) >= best_before - margin:
                     stop_reason = "converged"
                     break
-        best = None
-        for r in rounds:  # rounds in order, trajectories in order: strict < keeps the earliest
-            for c in r:
-                if best is None or c["c"] < best["c"]:
-                    best = c
-        return dict(rounds=rounds, selected=dict(round=best["round"], trajectory=best["trajectory"]),
+        everyone = [c for r in rounds for c in r]
+        best = select(everyone, opt.get("selection", "min_c"))
+        by_rule = {rule: (lambda b: dict(round=b["round"], trajectory=b["trajectory"]))(select(everyone, rule))
+                   for rule in ("min_c", "consensus")}
+        return dict(rounds=rounds, selected=dict(round=best["round"], trajectory=best["trajectory"]), selected_by_rule=by_rule,
                     stop_reason=stop_reason, options=opt)

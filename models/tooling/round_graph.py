@@ -4,8 +4,9 @@ session.run, composed from a bundle's own graphs (no retraining, no torch):
   suffix ids --embed--> suffix prefill on the prefix cache (decoder_model_merged)
     -> detection head on (prefix sums + suffix sums) / tokens
     -> Loop over decode steps, the KV cache kept inside the call: entropy of the raw logits,
-       temperature + top-p with the step's uniform from `uniforms` (drawn by the host from the
-       seeded per-trajectory RNG), EOS stops a row, finished rows feed pad and are masked,
+       Hugging Face's repetition penalty on the ids each row has generated (a [batch, vocab]
+       mask carried through the Loop), temperature + top-p with the step's uniform from
+       `uniforms` (drawn by the host from the seeded per-trajectory RNG), EOS stops a row, finished rows feed pad and are masked,
        the next token is embedded and decoded.
 
 It mirrors src/engine/generator.ts step by step (float32 here, float64 there): the host loop
@@ -136,6 +137,7 @@ def build(bundle: str) -> onnx.ModelProto:
     body_in = [vinfo("iter", INT64, []), vinfo("cond_in", BOOL, []), vinfo("logits_in", FLOAT, ["batch", "vocab"]),
                vinfo("done_in", BOOL, ["batch"]), vinfo("pos_in", INT64, ["batch"]), vinfo("mask_in", INT64, ["batch", "total"])]
     body_in += [helper.make_value_info(f"{p}_in", past_type) for p in past_names]
+    body_in += [vinfo("seen_in", BOOL, ["batch", "vocab"])]
     one_axis = s.const([1], INT64, "axis1")
     zero_axis = s.const([0], INT64, "axis0")
     # Entropy in nats of softmax(raw logits): log(sum e) - sum(e * z) / sum e, z = l - max.
@@ -145,9 +147,14 @@ def build(bundle: str) -> onnx.ModelProto:
     se = s.one("ReduceSum", [e, one_axis], "sum_e", keepdims=0)
     sez = s.one("ReduceSum", [s.one("Mul", [e, z]), one_axis], "sum_ez", keepdims=0)
     ent = s.one("Sub", [s.one("Log", [se]), s.one("Div", [sez, se])], "entropy")
+    # Repetition penalty on the ids this row generated (src/engine/sampling.ts): the entropy above
+    # is the model's own, sampling sees the penalised logits.
+    penalised = s.one("Where", [s.one("Greater", ["logits_in", s.const(0.0, FLOAT, "zero_l")]),
+                                s.one("Div", ["logits_in", "repetition_penalty"]), s.one("Mul", ["logits_in", "repetition_penalty"])], "penalised")
+    logits = s.one("Where", ["seen_in", penalised, "logits_in"], "logits_p")
     # Temperature + top-p: the smallest head (probability descending, id ascending) reaching top_p.
     t_safe = s.one("Max", ["temperature", s.const(1e-6, FLOAT, "tmin")], "t_safe")
-    probs = s.one("Softmax", [s.one("Div", ["logits_in", t_safe])], "probs", axis=-1)
+    probs = s.one("Softmax", [s.one("Div", [logits, t_safe])], "probs", axis=-1)
     vocab = s.one("Slice", [s.one("Shape", ["logits_in"]), one_axis, s.const([2], INT64, "two"), zero_axis], "vocab")
     sorted_p, order = s.op("TopK", [probs, vocab], 2, "topk", axis=-1, largest=1, sorted=1)
     cum = s.one("CumSum", [sorted_p, s.const(1, INT64, "ax")], "cum")
@@ -160,12 +167,15 @@ def build(bundle: str) -> onnx.ModelProto:
     below = s.one("And", [s.one("LessOrEqual", [cum, target]), keep], "below")
     rank = s.one("Min", [s.one("ReduceSum", [s.one("Cast", [below], to=INT64), one_axis], "rank", keepdims=1), last], "rank_c")
     sampled = s.one("Squeeze", [s.one("GatherElements", [order, rank], "pick", axis=1), one_axis], "sampled")
-    greedy = s.one("ArgMax", ["logits_in"], "greedy", axis=1, keepdims=0)
+    greedy = s.one("ArgMax", [logits], "greedy", axis=1, keepdims=0)
     token = s.one("Where", [s.one("Greater", ["temperature", s.const(0.0, FLOAT, "zero")]), sampled, greedy], "token")
     # EOS ends a row; a finished row feeds pad, masked, as the host loop does.
     is_eos = s.one("Cast", [s.one("ReduceMax", [s.one("Cast", [s.one("Equal", [s.one("Unsqueeze", [token, one_axis]), "eos_ids"])], to=INT64)],
                                    axes=[1], keepdims=0)], "is_eos", to=BOOL)
     active = s.one("Not", ["done_in"], "active")
+    ids_row = s.one("Unsqueeze", [s.one("Range", [s.const(0, INT64, "r0"), s.one("Squeeze", [vocab, zero_axis], "vocab_s"), s.const(1, INT64, "r1")], "ids_all"), zero_axis], "ids_row")
+    s.nodes.append(helper.make_node("Or", ["seen_in", s.one("Equal", [s.one("Unsqueeze", [token, one_axis], "token_col"), ids_row], "onehot")],
+                                    ["seen_out"], name="step/seen_out"))
     done = s.one("Or", ["done_in", s.one("And", [active, is_eos])], "done")
     nxt = s.one("Where", ["done_in", "pad_id", token], "next")
     mask = s.one("Concat", ["mask_in", s.one("Unsqueeze", [s.one("Cast", [s.one("Not", [done])], to=INT64), one_axis])], "mask", axis=1)
@@ -202,6 +212,7 @@ def build(bundle: str) -> onnx.ModelProto:
     body_out = [vinfo("cond_out", BOOL, []), vinfo("logits_out", FLOAT, ["batch", "vocab"]), vinfo("done_out", BOOL, ["batch"]),
                 vinfo("pos_out", INT64, ["batch"]), vinfo("mask_out", INT64, ["batch", "total_next"])]
     body_out += [helper.make_value_info(f"{p}_out", past_type) for p in present_names]
+    body_out += [vinfo("seen_out", BOOL, ["batch", "vocab"])]
     body_out += [vinfo("token_out", INT64, ["batch"]), vinfo("entropy_out", FLOAT, ["batch"]), vinfo("active_out", BOOL, ["batch"])]
     body = helper.make_graph(prune(s.nodes, [o.name for o in body_out]), "decode_step", body_in, body_out)
 
@@ -219,7 +230,9 @@ def build(bundle: str) -> onnx.ModelProto:
     done0 = m.one("Cast", [m.one("Mul", ["next_positions", m.const(0, INT64, "z")])], "done0", to=BOOL)
     loop_in = ["max_new_tokens", m.const(True, BOOL, "true"), "prefill_logits", done0, "next_positions", "attention_mask"]
     loop_in += [f"prefill_{p}" for p in present_names]
-    loop_out = ["final_logits", "final_done", "final_pos", "final_mask"] + [f"final_{p}" for p in present_names] + ["tokens", "entropies", "active"]
+    seen0 = m.one("ConstantOfShape", [m.one("Shape", ["prefill_logits"])], "seen0", value=helper.make_tensor("seen0_v", BOOL, [1], [False]))
+    loop_in += [seen0]
+    loop_out = ["final_logits", "final_done", "final_pos", "final_mask"] + [f"final_{p}" for p in present_names] + ["final_seen", "tokens", "entropies", "active"]
     m.nodes.append(helper.make_node("Loop", loop_in, loop_out, name="round/decode_loop", body=body))
 
     inputs = [vinfo("suffix_ids", INT64, ["batch", "suffix"]), vinfo("attention_mask", INT64, ["batch", "total"]),
@@ -227,7 +240,7 @@ def build(bundle: str) -> onnx.ModelProto:
     inputs += [helper.make_value_info(p, past_type) for p in past_names]
     inputs += [vinfo("prefix_feature_sums", FLOAT, [features, hidden]), vinfo("feature_counts", FLOAT, ["batch"]),
                vinfo("next_positions", INT64, ["batch"]), vinfo("uniforms", FLOAT, ["batch", "max_new_tokens"]),
-               vinfo("temperature", FLOAT, []), vinfo("top_p", FLOAT, []), vinfo("eos_ids", INT64, ["eos"]),
+               vinfo("temperature", FLOAT, []), vinfo("top_p", FLOAT, []), vinfo("repetition_penalty", FLOAT, []), vinfo("eos_ids", INT64, ["eos"]),
                vinfo("pad_id", INT64, []), vinfo("max_new_tokens", INT64, [])]
     outputs = [vinfo("detection_logit", FLOAT, ["batch"]), vinfo("tokens", INT64, ["steps", "batch"]),
                vinfo("entropies", FLOAT, ["steps", "batch"]), vinfo("active", BOOL, ["steps", "batch"])]

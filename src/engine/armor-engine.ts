@@ -11,7 +11,9 @@ import { buildPrefix } from './prefix-cache.js';
 import { runGroupInGraph } from './round-graph.js';
 import { Xoshiro128 } from './rng.js';
 import { binaryEntropy, sigmoid } from './sampling.js';
-import { selectCandidate, shouldStop } from './selection.js';
+import { review } from './review.js';
+import { SELECTION_RULES, selectCandidate, shouldStop, type SelectionRule } from './selection.js';
+import { poolFeatures } from '../runtime/novelty.js';
 import {
   CancelledError,
   DeadlineError,
@@ -50,8 +52,11 @@ export function defaultOptions(defaults: RefinementDefaults, seed = 0): Refineme
     epsilonRelative: defaults.epsilon_relative ?? 0,
     temperature: defaults.temperature,
     topP: defaults.top_p,
+    repetitionPenalty: defaults.repetition_penalty ?? 1,
     maxNewTokens: defaults.max_new_tokens,
     seed,
+    selection: defaults.selection ?? 'min_c',
+    earlyStop: true,
   };
 }
 
@@ -108,6 +113,7 @@ export class ArmorEngine {
     check(0);
 
     const features = await this.model.encodeVision(pixels.data, pixels.dims, pixels.grid);
+    const novelty = this.bundle.novelty?.score(poolFeatures(features, this.model.hidden), input.kind) ?? null;
     const t2 = performance.now();
     timings.vision_ms = t2 - t1;
 
@@ -123,12 +129,14 @@ export class ArmorEngine {
     const rngs = Array.from({ length: options.trajectories }, (_, m) => Xoshiro128.forTrajectory(options.seed, m));
     const eos = new Set(manifest.tokens.eos);
     const rounds: RoundTrace[] = [];
+    // A round graph built before the repetition penalty existed cannot apply one: use the host loop.
+    const inGraph = this.roundGraph && (options.repetitionPenalty === 1 || this.model.roundGraphTakesRepetitionPenalty);
     let stopReason: StopReason = 'max_rounds';
     let best = Infinity;
     let lastRoundMs = 0;
     for (let round = 0; round < options.maxRounds; round++) {
       // A round in one call cannot stop half-way: start one only if it can end by the deadline.
-      const wouldOverrun = this.roundGraph && options.deadline !== undefined && now() + lastRoundMs > options.deadline;
+      const wouldOverrun = inGraph && options.deadline !== undefined && now() + lastRoundMs > options.deadline;
       if (round > 0 && (expired() || wouldOverrun)) {
         stopReason = 'deadline';
         break;
@@ -145,12 +153,13 @@ export class ArmorEngine {
       const rows = [];
       try {
         for (const group of groups) {
-          const run = this.roundGraph ? runGroupInGraph : runGroup;
+          const run = inGraph ? runGroupInGraph : runGroup;
           const { results, timings: g } = await run(this.model, prefixState, group, {
             padId: manifest.tokens.pad,
             eos,
             temperature: options.temperature,
             topP: options.topP,
+            repetitionPenalty: options.repetitionPenalty,
             maxNewTokens: options.maxNewTokens,
             checkpoint,
           });
@@ -189,17 +198,27 @@ export class ArmorEngine {
       });
       const minC = Math.min(...candidates.map((c) => c.c));
       rounds.push({ round, suffixIds: requests.map((r) => r.suffixIds), candidates, minC, timeMs: roundMs });
-      if (shouldStop(round, minC, best, options.epsilon, options.epsilonRelative)) {
+      if (options.earlyStop && shouldStop(round, minC, best, options.epsilon, options.epsilonRelative)) {
         stopReason = 'converged';
         break;
       }
       best = Math.min(best, minC);
     }
 
-    const selected = selectCandidate(rounds.flatMap((r) => r.candidates));
+    const all = rounds.flatMap((r) => r.candidates);
+    const { candidate: selected, rule, reason, agreement } = selectCandidate(all, options.selection);
+    const byRule = Object.fromEntries(
+      SELECTION_RULES.map((r) => {
+        const c = r === options.selection ? selected : selectCandidate(all, r).candidate;
+        return [r, { round: c.round, trajectory: c.trajectory }];
+      }),
+    ) as Record<SelectionRule, { round: number; trajectory: number }>;
+    const selection = { rule, reason, agreement, byRule };
     timings.total_ms = performance.now() - start;
     return {
       selected,
+      selection,
+      review: review(manifest, selected, all, novelty),
       stopReason,
       rounds,
       timings,

@@ -5,7 +5,7 @@ import { textPosition } from '../runtime/prompt.js';
 import type { PrefixState } from './prefix-cache.js';
 import { cacheForBatch } from './prefix-cache.js';
 import type { Xoshiro128 } from './rng.js';
-import { entropy, sampleTopP } from './sampling.js';
+import { applyRepetitionPenalty, entropy, sampleTopP } from './sampling.js';
 
 export interface RowRequest {
   suffixIds: number[];
@@ -29,6 +29,8 @@ export interface GroupSettings {
   eos: ReadonlySet<number>;
   temperature: number;
   topP: number;
+  /** Hugging Face's repetition penalty on the ids each row has generated (1 = off). */
+  repetitionPenalty: number;
   maxNewTokens: number;
   /** Called between decode steps; throws to abandon the round. */
   checkpoint: () => void;
@@ -129,6 +131,7 @@ export const runGroup: GroupRunner = async (model, prefix, rows, settings) => {
       }
       const offset = b * vocab;
       results[b].entropies.push(entropy(logits, offset, vocab));
+      applyRepetitionPenalty(logits, offset, new Set(results[b].tokenIds), settings.repetitionPenalty);
       const token = sampleTopP(logits, offset, vocab, settings.temperature, settings.topP, rows[b].rng.nextDouble());
       if (settings.eos.has(token)) finished[b] = true;
       else results[b].tokenIds.push(token);

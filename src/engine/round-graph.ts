@@ -32,6 +32,7 @@ export const runGroupInGraph: GroupRunner = async (model, prefix, rows, settings
     uniforms,
     temperature: settings.temperature,
     topP: settings.topP,
+    repetitionPenalty: settings.repetitionPenalty,
     eos: [...settings.eos],
     padId: settings.padId,
     maxNewTokens: n,

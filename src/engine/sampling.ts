@@ -114,6 +114,21 @@ export function sampleTopP(logits: Float32Array, offset: number, size: number, t
   return argmax(logits, offset, size);
 }
 
+/**
+ * The repetition penalty of Hugging Face's generate (as Qwen's generation config sets it), on
+ * the ids this candidate has generated so far (not the prompt: the task names the item the
+ * explanation should repeat): a positive logit is divided by `penalty`, a negative one
+ * multiplied. In place, in float32 like the round graph; the entropy is taken before it.
+ */
+export function applyRepetitionPenalty(logits: Float32Array, offset: number, generated: Iterable<number>, penalty: number): void {
+  if (penalty === 1) return;
+  const p = Math.fround(penalty);
+  for (const id of generated) {
+    const l = logits[offset + id];
+    logits[offset + id] = l > 0 ? l / p : l * p;
+  }
+}
+
 /** Binary entropy in nats. */
 export function binaryEntropy(p: number): number {
   if (p <= 0 || p >= 1) return 0;

@@ -1,5 +1,7 @@
 // What the engine takes and returns. Plain data: it crosses worker-thread boundaries.
 import type { RgbFrames, VisionKind } from '../runtime/preprocess.js';
+import type { ReviewReason } from './review.js';
+import type { SelectionRule } from './selection.js';
 
 export interface EpisodeInput {
   kind: VisionKind;
@@ -18,8 +20,14 @@ export interface RefinementOptions {
   epsilonRelative?: number;
   temperature: number;
   topP: number;
+  /** Hugging Face's repetition penalty on each candidate's own tokens (1 = off). */
+  repetitionPenalty: number;
   maxNewTokens: number;
   seed: number;
+  /** How the answer is chosen among every round's candidates (selection.ts). */
+  selection: SelectionRule;
+  /** false: run every round up to maxRounds (no convergence stop). */
+  earlyStop: boolean;
   /** Epoch milliseconds after which no new round starts and a running round is abandoned. */
   deadline?: number;
 }
@@ -63,6 +71,16 @@ export interface StageTimings {
 
 export interface EngineResult {
   selected: Candidate;
+  /** The rule that chose `selected`, and why it won. */
+  selection: {
+    rule: SelectionRule;
+    reason: string;
+    agreement: number | null;
+    /** What every rule picks among the same candidates (for the trace and the eval's per-rule table). */
+    byRule: Record<SelectionRule, { round: number; trajectory: number }>;
+  };
+  /** Whether an operator should check this answer, and why (review.ts). */
+  review: { needsReview: boolean; reasons: ReviewReason[]; pFailCalibrated: number; novelty: number | null; labelAgreement: number };
   stopReason: StopReason;
   rounds: RoundTrace[];
   timings: StageTimings;

@@ -3,6 +3,9 @@ import type { EpisodeResponse } from '../pipeline/index.js';
 import type { LabelledEpisode } from './dataset.js';
 import { grounding, namedMode, ruledMode, type Grounding } from './grounding.js';
 import { rougeL } from './rouge.js';
+import { fitTemperature, logit, reliability, type Reliability } from './calibration.js';
+import { REVIEW_REASONS } from '../engine/review.js';
+import { SELECTION_RULES } from '../engine/selection.js';
 
 export interface EpisodeOutcome {
   episode: LabelledEpisode;
@@ -60,8 +63,32 @@ export interface EvalReport {
   stop_reasons: Record<string, number>;
   /** How the lowest-C selection did: which round its answers came from, and the ROUGE-L a perfect choice among the same candidates would reach. */
   selection: Selection;
+  /** Each selection rule's answer over the same candidates (the response's selected.by_rule). */
+  per_rule: Record<string, Score & { agrees_with_served: number }>;
   per_round: RoundPoint[];
   per_mode: Record<string, Score>;
+  /** Reliability of p_fail against the failure label: the head's own and after the bundle's calibration temperature. */
+  calibration: {
+    raw: Reliability;
+    calibrated: Reliability;
+    per_mode: Record<string, { episodes: number; ece_raw: number | null; ece_calibrated: number | null }>;
+    /** The temperature that minimises the NLL of the raw p_fail on this set (fit on a held-out split, not on the set it is judged on). */
+    fitted_temperature: number | null;
+  };
+  /** needs_review against the model's detection errors. */
+  review: {
+    flagged: number;
+    rate: number;
+    /** Share flagged among episodes whose detection is right (the false-alarm load on operators). */
+    rate_on_correct: number;
+    precision_vs_errors: number | null;
+    recall_vs_errors: number | null;
+    by_reason: Record<string, number>;
+  };
+  /** Input novelty scores (response novelty) of this set. */
+  novelty: { p50: number; p95: number; p99: number; max: number } | null;
+  /** Mean tokens per candidate and the share of candidates with degenerate text. */
+  candidates: { tokens_mean: number; degenerate_share: number };
   latency_ms: { p50: number; p95: number; mean: number };
   options: Record<string, unknown>;
 }
@@ -132,6 +159,34 @@ export function buildReport(data: string, outcomes: EpisodeOutcome[], options: R
   const stopReasons: Record<string, number> = {};
   for (const o of done) stopReasons[o.result.stop_reason] = (stopReasons[o.result.stop_reason] ?? 0) + 1;
   const latencies = done.map((o) => o.result.timings.total_ms);
+  const perRule: EvalReport['per_rule'] = {};
+  for (const rule of SELECTION_RULES) {
+    const picked = done.map((o) => {
+      const at = o.result.selected.by_rule?.[rule] ?? o.result.selected;
+      const c = o.result.rounds[at.round]?.candidates.find((x) => x.trajectory === at.trajectory);
+      return { episode: o.episode, answer: { failure: c?.failure ?? o.result.detection.failure, explanation: c?.explanation ?? o.result.explanation }, same: at.round === o.result.selected.round && at.trajectory === o.result.selected.trajectory };
+    });
+    perRule[rule] = { ...score(picked), agrees_with_served: picked.filter((p) => p.same).length / Math.max(1, picked.length) };
+  }
+  const modeOf = (e: LabelledEpisode) => e.failureMode ?? (e.failure ? 'failure' : 'success');
+  const calPoints = done.map((o) => ({ raw: o.result.detection.raw_probability ?? o.result.detection.probability, cal: o.result.detection.probability, failure: o.episode.failure, mode: modeOf(o.episode) }));
+  const calPerMode: EvalReport['calibration']['per_mode'] = {};
+  for (const mode of modes) {
+    const pts = calPoints.filter((p) => p.mode === mode);
+    calPerMode[mode] = {
+      episodes: pts.length,
+      ece_raw: reliability(pts.map((p) => ({ pFail: p.raw, failure: p.failure }))).ece,
+      ece_calibrated: reliability(pts.map((p) => ({ pFail: p.cal, failure: p.failure }))).ece,
+    };
+  }
+  const flagged = done.filter((o) => o.result.needs_review);
+  const correct = done.filter((o) => o.result.detection.failure === o.episode.failure);
+  const wrong = done.length - correct.length;
+  const flaggedWrong = flagged.filter((o) => o.result.detection.failure !== o.episode.failure).length;
+  const byReason: Record<string, number> = Object.fromEntries(REVIEW_REASONS.map((r) => [r, 0]));
+  for (const o of flagged) for (const r of o.result.review_reasons ?? []) byReason[r] = (byReason[r] ?? 0) + 1;
+  const novelties = done.map((o) => o.result.novelty).filter((x): x is number => typeof x === 'number');
+  const allCandidates = done.flatMap((o) => o.result.rounds.flatMap((r) => r.candidates));
   return {
     data,
     model: done[0]?.result.model ?? null,
@@ -152,8 +207,28 @@ export function buildReport(data: string, outcomes: EpisodeOutcome[], options: R
     rounds_used_mean: mean(done.map((o) => o.result.rounds.length)),
     stop_reasons: stopReasons,
     selection: selection(done),
+    per_rule: perRule,
     per_round: perRound,
     per_mode: perMode,
+    calibration: {
+      raw: reliability(calPoints.map((p) => ({ pFail: p.raw, failure: p.failure }))),
+      calibrated: reliability(calPoints.map((p) => ({ pFail: p.cal, failure: p.failure }))),
+      per_mode: calPerMode,
+      fitted_temperature: calPoints.length ? fitTemperature(calPoints.map((p) => ({ logit: logit(p.raw), failure: p.failure }))) : null,
+    },
+    review: {
+      flagged: flagged.length,
+      rate: flagged.length / Math.max(1, done.length),
+      rate_on_correct: flagged.filter((o) => o.result.detection.failure === o.episode.failure).length / Math.max(1, correct.length),
+      precision_vs_errors: flagged.length ? flaggedWrong / flagged.length : null,
+      recall_vs_errors: wrong ? flaggedWrong / wrong : null,
+      by_reason: byReason,
+    },
+    novelty: novelties.length ? { p50: percentile(novelties, 50), p95: percentile(novelties, 95), p99: percentile(novelties, 99), max: Math.max(...novelties) } : null,
+    candidates: {
+      tokens_mean: mean(allCandidates.map((c) => c.tokens)),
+      degenerate_share: allCandidates.filter((c) => c.degenerate).length / Math.max(1, allCandidates.length),
+    },
     latency_ms: { p50: percentile(latencies, 50), p95: percentile(latencies, 95), mean: mean(latencies) },
     options,
   };
@@ -184,6 +259,41 @@ export function renderMarkdown(r: EvalReport): string {
     `| stop reasons | ${Object.entries(r.stop_reasons).map(([k, v]) => `${k} ${v}`).join(', ')} |`,
     `| answers taken from round | ${Object.entries(r.selection.from_round).map(([k, v]) => `${k}: ${v}`).join(', ')} |`,
     `| ROUGE-L of the best candidate by ROUGE-L (oracle selection) | ${f3(r.selection.oracle_rouge_l)} |`,
+    '',
+    '## Selection rules',
+    '',
+    'Each rule applied to the same candidates (the served answer uses the bundle\'s rule unless the request names one).',
+    '',
+    '| rule | accuracy | ROUGE-L | item named | mode named | same answer as served |',
+    '|---|---|---|---|---|---|',
+    ...Object.entries(r.per_rule).map(
+      ([rule, s]) => `| ${rule} | ${f3(s.accuracy)} | ${f3(s.rouge_l)} | ${f3(s.grounding.item_named)} | ${f3(s.grounding.failure_mode_named)} | ${f3(s.agrees_with_served)} |`,
+    ),
+    `| oracle (best candidate by ROUGE-L) | | ${f3(r.selection.oracle_rouge_l)} | | | |`,
+    '',
+    '## Calibration of p_fail',
+    '',
+    `Expected calibration error (10 equal-width bins, against the failure label): ${f3(r.calibration.raw.ece)} as the head gives it, ` +
+      `${f3(r.calibration.calibrated.ece)} after the bundle's temperature. Temperature fitted on this set: ${f3(r.calibration.fitted_temperature)}.`,
+    '',
+    '| p_fail bin | episodes | mean p_fail (raw) | failure rate (raw) | episodes (calibrated) | mean p_fail (calibrated) | failure rate (calibrated) |',
+    '|---|---|---|---|---|---|---|',
+    ...r.calibration.raw.bins.map((b, i) => {
+      const c = r.calibration.calibrated.bins[i];
+      return `| ${b.lower.toFixed(1)}-${b.upper.toFixed(1)} | ${b.episodes} | ${f3(b.mean_p_fail)} | ${f3(b.failure_rate)} | ${c.episodes} | ${f3(c.mean_p_fail)} | ${f3(c.failure_rate)} |`;
+    }),
+    '',
+    '| mode | episodes | ECE raw | ECE calibrated |',
+    '|---|---|---|---|',
+    ...Object.entries(r.calibration.per_mode).map(([mode, c]) => `| ${mode} | ${c.episodes} | ${f3(c.ece_raw)} | ${f3(c.ece_calibrated)} |`),
+    '',
+    '## needs_review',
+    '',
+    `${r.review.flagged} flagged (${f3(r.review.rate)}); ${f3(r.review.rate_on_correct)} of the episodes whose detection is right. ` +
+      `Against the detection errors: precision ${f3(r.review.precision_vs_errors)}, recall ${f3(r.review.recall_vs_errors)}.`,
+    `By reason: ${Object.entries(r.review.by_reason).map(([k, v]) => `${k} ${v}`).join(', ')}.`,
+    r.novelty ? `Input novelty: p50 ${f3(r.novelty.p50)}, p95 ${f3(r.novelty.p95)}, p99 ${f3(r.novelty.p99)}, max ${f3(r.novelty.max)}.` : 'Input novelty: the bundle has no statistics.',
+    `Tokens per candidate: ${r.candidates.tokens_mean.toFixed(1)}; degenerate candidates: ${f3(r.candidates.degenerate_share)}.`,
     '',
     '## Per round',
     '',

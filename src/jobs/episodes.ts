@@ -235,7 +235,7 @@ export class EpisodeService {
       else if (episode.mode === 'sync') await this.store.forgetEpisode(episode.key, this.o.owner);
       throw err;
     }
-    await this.finish(episode, { status: 'succeeded', result, label: result.detection.label });
+    await this.finish(episode, { status: 'succeeded', result, label: result.detection.label, needsReview: result.needs_review });
     return result;
   }
 

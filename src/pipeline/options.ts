@@ -1,6 +1,7 @@
 // Per-request refinement options: the bundle's defaults, overridden by the caller within the
 // server's caps.
 import { createHash, randomInt } from 'node:crypto';
+import { SELECTION_RULES, type SelectionRule } from '../engine/selection.js';
 import type { RefinementOptions } from '../engine/types.js';
 import type { RefinementDefaults } from '../runtime/manifest.js';
 import { PipelineError } from './errors.js';
@@ -13,6 +14,12 @@ export interface RequestOptions {
   temperature?: number;
   top_p?: number;
   max_new_tokens?: number;
+  /** Hugging Face's repetition penalty on each candidate's own tokens, 1 (off) to 2. */
+  repetition_penalty?: number;
+  /** min_c (the paper's lowest self-certainty) or consensus (selection.ts). */
+  selection?: SelectionRule;
+  /** false: run every round up to max_rounds instead of stopping when C stops improving. */
+  early_stop?: boolean;
   /** The episode's deadline from its arrival, in ms (at most the server's request timeout). */
   deadline_ms?: number;
 }
@@ -24,7 +31,7 @@ export interface OptionCaps {
   maxDeadlineMs: number;
 }
 
-const KNOWN = new Set(['trajectories', 'max_rounds', 'seed', 'temperature', 'top_p', 'max_new_tokens', 'deadline_ms']);
+const KNOWN = new Set(['trajectories', 'max_rounds', 'seed', 'temperature', 'top_p', 'max_new_tokens', 'repetition_penalty', 'selection', 'early_stop', 'deadline_ms']);
 
 function bad(message: string): PipelineError {
   return new PipelineError('invalid_options', message, 400);
@@ -61,6 +68,8 @@ export function parseRequestOptions(raw: string | undefined, caps: OptionCaps): 
   // 0 is greedy; a positive temperature below 0.01 is greedy in all but name, and the in-graph
   // round (float32) could not follow the host loop there.
   if (typeof o.temperature === 'number' && o.temperature > 0 && o.temperature < 0.01) throw bad('options.temperature must be 0 (greedy) or from 0.01 to 2');
+  if (o.selection !== undefined && !SELECTION_RULES.includes(o.selection as SelectionRule)) throw bad(`options.selection must be one of ${SELECTION_RULES.join(', ')}`);
+  if (o.early_stop !== undefined && typeof o.early_stop !== 'boolean') throw bad('options.early_stop must be true or false');
   return {
     trajectories: integer(o.trajectories, 'trajectories', 1, caps.maxTrajectories),
     max_rounds: integer(o.max_rounds, 'max_rounds', 1, caps.maxRounds),
@@ -68,6 +77,9 @@ export function parseRequestOptions(raw: string | undefined, caps: OptionCaps): 
     temperature: number(o.temperature, 'temperature', 0, 2),
     top_p: number(o.top_p, 'top_p', 0, 1, true),
     max_new_tokens: integer(o.max_new_tokens, 'max_new_tokens', 1, caps.maxNewTokens),
+    repetition_penalty: number(o.repetition_penalty, 'repetition_penalty', 1, 2),
+    selection: o.selection as SelectionRule | undefined,
+    early_stop: o.early_stop as boolean | undefined,
     deadline_ms: integer(o.deadline_ms, 'deadline_ms', 1, caps.maxDeadlineMs),
   };
 }
@@ -90,7 +102,10 @@ export function resolveOptions(request: RequestOptions, defaults: RefinementDefa
     epsilonRelative: defaults.epsilon_relative ?? 0,
     temperature: request.temperature ?? defaults.temperature,
     topP: request.top_p ?? defaults.top_p,
+    repetitionPenalty: request.repetition_penalty ?? defaults.repetition_penalty ?? 1,
     maxNewTokens: Math.min(request.max_new_tokens ?? defaults.max_new_tokens, caps.maxNewTokens),
+    selection: request.selection ?? defaults.selection ?? 'min_c',
+    earlyStop: request.early_stop ?? true,
     seed: request.seed ?? (episodeId !== undefined ? seedForEpisode(episodeId) : randomInt(0, 2 ** 32 - 1)),
   };
 }

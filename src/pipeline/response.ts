@@ -1,5 +1,7 @@
 // The episode result as the API, the CLI and the eval report it (snake_case JSON).
 import type { MediaMeta } from './media-stage.js';
+import type { ReviewReason } from '../engine/review.js';
+import { degenerateReason, type SelectionRule } from '../engine/selection.js';
 import type { Candidate, EngineResult, StopReason } from '../engine/types.js';
 
 export interface CandidateView {
@@ -13,6 +15,8 @@ export interface CandidateView {
   c: number;
   explanation: string;
   tokens: number;
+  /** Why the text is not to be trusted (a repetition loop, or no end of sequence), or null. */
+  degenerate: 'no_eos' | 'repetition' | null;
   time_ms: number;
 }
 
@@ -20,15 +24,32 @@ export interface EpisodeResponse {
   episode_id: string;
   cell_id: string | null;
   model: { name: string; version: string };
-  detection: { label: string; failure: boolean; probability: number };
+  /** probability: the calibrated p_fail (labels.calibration_temperature); raw_probability: the head's own. */
+  detection: { label: string; failure: boolean; probability: number; raw_probability: number };
   explanation: string;
-  /** Probability of the reported label, max(p_fail, 1 - p_fail) of the selected candidate. */
+  /** Calibrated probability of the reported label: max(probability, 1 - probability). */
   confidence: number;
-  selected: { trajectory: number; round: number; c: number };
+  selected: { trajectory: number; round: number; c: number; rule: SelectionRule; reason: string; by_rule: Record<SelectionRule, { round: number; trajectory: number }> };
+  /** Whether an operator should check this answer before acting on it, and why. */
+  needs_review: boolean;
+  review_reasons: ReviewReason[];
+  /** How unlike the training data the input looks (about 1 typical; null without the bundle's statistics). */
+  novelty: number | null;
   stop_reason: StopReason;
   rounds: { round: number; time_ms: number; min_c: number; candidates: CandidateView[] }[];
   input: MediaMeta & { vision_tokens: number };
-  options: { trajectories: number; max_rounds: number; seed: number; temperature: number; top_p: number; max_new_tokens: number; deadline_ms: number | null };
+  options: {
+    trajectories: number;
+    max_rounds: number;
+    seed: number;
+    temperature: number;
+    top_p: number;
+    max_new_tokens: number;
+    repetition_penalty: number;
+    selection: SelectionRule;
+    early_stop: boolean;
+    deadline_ms: number | null;
+  };
   provider: string;
   timings: Record<string, number>;
 }
@@ -47,6 +68,7 @@ function candidateView(c: Candidate): CandidateView {
     c: c.c,
     explanation: c.explanation,
     tokens: c.tokenIds.length,
+    degenerate: degenerateReason(c),
     time_ms: ms(c.timeMs),
   };
 }
@@ -65,10 +87,13 @@ export function toResponse(
     episode_id: meta.episode_id,
     cell_id: meta.cell_id,
     model: meta.model,
-    detection: { label: s.label, failure: s.failure, probability: s.pFail },
+    detection: { label: s.label, failure: s.failure, probability: result.review.pFailCalibrated, raw_probability: s.pFail },
     explanation: s.explanation,
-    confidence: Math.max(s.pFail, 1 - s.pFail),
-    selected: { trajectory: s.trajectory, round: s.round, c: s.c },
+    confidence: Math.max(result.review.pFailCalibrated, 1 - result.review.pFailCalibrated),
+    selected: { trajectory: s.trajectory, round: s.round, c: s.c, rule: result.selection.rule, reason: result.selection.reason, by_rule: result.selection.byRule },
+    needs_review: result.review.needsReview,
+    review_reasons: result.review.reasons,
+    novelty: result.review.novelty,
     stop_reason: result.stopReason,
     rounds: result.rounds.map((r) => ({ round: r.round, time_ms: ms(r.timeMs), min_c: r.minC, candidates: r.candidates.map(candidateView) })),
     input: meta.input,
@@ -79,6 +104,9 @@ export function toResponse(
       temperature: o.temperature,
       top_p: o.topP,
       max_new_tokens: o.maxNewTokens,
+      repetition_penalty: o.repetitionPenalty,
+      selection: o.selection,
+      early_stop: o.earlyStop,
       deadline_ms: meta.deadlineMs,
     },
     provider: meta.provider,

@@ -7,6 +7,7 @@ import type ort from 'onnxruntime-node';
 import { BundleError } from './errors.js';
 import { contractMismatches, GRAPH_FILES, graphContract, OPTIONAL_GRAPH_FILES, type GraphName, type OptionalGraphName } from './graph-contract.js';
 import { parseManifest, type ArmorManifest } from './manifest.js';
+import { NoveltyModel } from './novelty.js';
 import { openSessions, type ExecutionProviderName, type ProviderAttempt, type SessionOptions } from './sessions.js';
 import { ArmorTokenizer } from './tokenizer.js';
 
@@ -22,6 +23,8 @@ export interface LoadedBundle extends VerifiedBundle {
   sessions: Record<GraphName, ort.InferenceSession> & Partial<Record<OptionalGraphName, ort.InferenceSession>>;
   provider: ExecutionProviderName;
   fallbacks: ProviderAttempt[];
+  /** The input-novelty statistics (manifest review.novelty), when the bundle has them. */
+  novelty?: NoveltyModel;
 }
 
 async function sha256File(file: string): Promise<string> {
@@ -70,6 +73,8 @@ export async function openBundle(
 ): Promise<LoadedBundle> {
   const { dir, manifest } = verified;
   const tokenizer = await ArmorTokenizer.load(path.join(dir, 'tokenizer.json'), manifest);
+  const noveltyFile = manifest.review?.novelty?.file;
+  const novelty = noveltyFile ? await NoveltyModel.load(path.join(dir, noveltyFile), manifest.architecture.text.hidden_size) : undefined;
   // Optional graphs are opened when the manifest lists them (and so verifyBundle checked them).
   const present = { ...GRAPH_FILES, ...Object.fromEntries(Object.entries(OPTIONAL_GRAPH_FILES).filter(([, file]) => file in manifest.files)) } as Record<GraphName | OptionalGraphName, string>;
   const files = Object.fromEntries(Object.entries(present).map(([g, file]) => [g, path.join(dir, file)])) as Record<GraphName | OptionalGraphName, string>;
@@ -83,7 +88,7 @@ export async function openBundle(
       throw new BundleError('graph_mismatch', `${present[graph]}: ${problems.join('; ')}`, { file: present[graph], problems });
     }
   }
-  return { ...verified, tokenizer, ...opened };
+  return { ...verified, tokenizer, ...opened, novelty };
 }
 
 export async function loadBundle(dir: string, sessionOptions: SessionOptions = { providers: ['cpu'] }): Promise<LoadedBundle> {

@@ -22,6 +22,8 @@ export interface TensorSpec {
   name: string;
   type: 'float32' | 'int64' | 'bool';
   rank: number;
+  /** An input a graph may lack (built before it existed); the runtime feeds it only when present. */
+  optional?: boolean;
 }
 
 export interface GraphSpec {
@@ -76,6 +78,7 @@ export function graphContract(manifest: ArmorManifest): Record<GraphName | Optio
         { name: 'uniforms', type: 'float32', rank: 2 },
         { name: 'temperature', type: 'float32', rank: 0 },
         { name: 'top_p', type: 'float32', rank: 0 },
+        { name: 'repetition_penalty', type: 'float32', rank: 0, optional: true },
         { name: 'eos_ids', type: 'int64', rank: 1 },
         { name: 'pad_id', type: 'int64', rank: 0 },
         { name: 'max_new_tokens', type: 'int64', rank: 0 },
@@ -105,7 +108,7 @@ export function contractMismatches(spec: GraphSpec, inputs: readonly ValueInfo[]
     for (const want of expected) {
       const got = byName.get(want.name);
       if (!got) {
-        problems.push(`missing ${side} ${want.name}`);
+        if (!want.optional) problems.push(`missing ${side} ${want.name}`);
         continue;
       }
       if (!got.isTensor || got.type !== want.type) problems.push(`${side} ${want.name} has type ${got.type ?? 'non-tensor'}, expected ${want.type}`);

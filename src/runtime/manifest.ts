@@ -66,8 +66,15 @@ export interface ArmorManifest {
     eos: number[];
   };
   prompt: { system: string; task: string; history: string; round: string; format?: 'pieces' | 'chat_template'; chat_template?: string };
-  labels: { names: [string, string]; threshold: number };
+  labels: {
+    names: [string, string];
+    threshold: number;
+    /** Temperature scaling of the head's logit for the reported probability (fit on a held-out split); 1 when absent. */
+    calibration_temperature?: number;
+  };
   refinement: RefinementDefaults;
+  /** When an answer is flagged needs_review (src/engine/review.ts); generic defaults when absent. */
+  review?: ReviewSettings;
   files: Record<string, { sha256: string; bytes: number }>;
 }
 
@@ -81,6 +88,22 @@ export interface RefinementDefaults {
   temperature: number;
   top_p: number;
   max_new_tokens: number;
+  /** Hugging Face's repetition penalty on each candidate's own tokens; 1 (off) when absent. */
+  repetition_penalty?: number;
+  /** How the answer is chosen (src/engine/selection.ts); min_c (the paper's) when absent. */
+  selection?: 'min_c' | 'consensus';
+}
+
+export interface ReviewSettings {
+  /** Flag when the calibrated probability of the answer's label is below this. */
+  min_confidence: number;
+  /** Flag when fewer than this share of all candidates carry the answer's label. */
+  min_label_agreement: number;
+  /** Lower-case phrases that say a pick failed / succeeded (label_contradiction). */
+  failure_phrases?: string[];
+  success_phrases?: string[];
+  /** The input-novelty model (a bundle file) and the score above which an input is unfamiliar. */
+  novelty?: { file: string; threshold: number };
 }
 
 /** The format major versions this runtime understands (2 adds what imported checkpoints need: models/README.md). */
@@ -175,4 +198,5 @@ function checkConsistency(m: ArmorManifest, file: string): void {
   }
   if (p.video.min_frames > p.video.max_frames) fail('preprocessing.video.min_frames', 'exceeds max_frames');
   if (m.refinement.max_new_tokens < 1) fail('refinement.max_new_tokens', 'must be at least 1');
+  if (m.review?.novelty && !(m.review.novelty.file in m.files)) fail('review.novelty.file', 'must be listed in files (so its hash is checked)');
 }

@@ -49,6 +49,8 @@ export interface RoundInput {
   uniforms: Float32Array;
   temperature: number;
   topP: number;
+  /** Fed only to a round graph that takes it (see takesRepetitionPenalty); 1 = off. */
+  repetitionPenalty: number;
   eos: readonly number[];
   padId: number;
   maxNewTokens: number;
@@ -179,6 +181,11 @@ export class ArmorModel {
     return this.bundle.sessions.decode_round !== undefined;
   }
 
+  /** True when the round graph applies a repetition penalty (graphs built before it existed do not). */
+  get roundGraphTakesRepetitionPenalty(): boolean {
+    return this.bundle.sessions.decode_round?.inputNames.includes('repetition_penalty') ?? false;
+  }
+
   /**
    * One round in one call (onnx/decode_round.onnx): suffix prefill on `past`, detection, and the
    * decode loop with the KV cache kept inside onnxruntime. Counts as one decoder run.
@@ -202,6 +209,8 @@ export class ArmorModel {
       pad_id: new ort.Tensor('int64', BigInt64Array.of(BigInt(input.padId)), []),
       max_new_tokens: new ort.Tensor('int64', BigInt64Array.of(BigInt(input.maxNewTokens)), []),
     };
+    if (this.roundGraphTakesRepetitionPenalty) feeds.repetition_penalty = new ort.Tensor('float32', Float32Array.of(input.repetitionPenalty), []);
+    else if (input.repetitionPenalty !== 1) throw new Error('this round graph has no repetition_penalty input');
     this.pastNames.forEach((name, i) => (feeds[name] = input.past.tensors[i]));
     this.counters.decoderRuns++;
     const out = await this.timed(() => session.run(feeds));

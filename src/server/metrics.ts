@@ -30,6 +30,8 @@ export class ServiceMetrics {
   private readonly stages: client.Histogram<'stage'>;
   private readonly rounds: client.Histogram;
   private readonly stops: client.Counter<'reason'>;
+  private readonly reviews: client.Counter<'cell' | 'reason'>;
+  private readonly reviewed: client.Counter<'cell' | 'needs_review'>;
   private readonly deliveries: client.Counter<'endpoint' | 'outcome'>;
   private readonly labels: client.Counter<'agreed'>;
   private readonly cells: ReadonlySet<string>;
@@ -60,6 +62,18 @@ export class ServiceMetrics {
       registers,
     });
     this.stops = new client.Counter({ name: 'armor_stop_reason_total', help: 'Why refinement stopped.', labelNames: ['reason'], registers });
+    this.reviews = new client.Counter({
+      name: 'armor_needs_review_total',
+      help: 'Answers flagged needs_review, by cell and reason (an answer with several reasons counts once per reason).',
+      labelNames: ['cell', 'reason'],
+      registers,
+    });
+    this.reviewed = new client.Counter({
+      name: 'armor_answers_needs_review_total',
+      help: 'Answers by cell and whether they were flagged needs_review (the flagged share is the review load).',
+      labelNames: ['cell', 'needs_review'],
+      registers,
+    });
     this.deliveries = new client.Counter({
       name: 'armor_webhook_deliveries_total',
       help: 'Webhook delivery attempts by endpoint and outcome (2xx, 3xx, 4xx, 5xx, timeout, network_error).',
@@ -163,6 +177,9 @@ export class ServiceMetrics {
     this.episodes.inc({ cell: this.cellLabel(result.cell_id), result: result.detection.failure ? 'failure' : 'success' });
     this.rounds.observe(result.rounds.length);
     this.stops.inc({ reason: result.stop_reason });
+    const cell = this.cellLabel(result.cell_id);
+    this.reviewed.inc({ cell, needs_review: String(result.needs_review) });
+    for (const reason of result.review_reasons) this.reviews.inc({ cell, reason });
     const t = result.timings;
     const seconds = (key: string) => (t[key] ?? 0) / 1000;
     const values: Record<(typeof STAGES)[number], number> = {

@@ -68,6 +68,7 @@ export function episodeListQuery(db: Kysely<Database>, filter: EpisodeFilter) {
   if (filter.humanLabel === 'any') q = q.where('human_label', 'is not', null);
   else if (filter.humanLabel === 'none') q = q.where('human_label', 'is', null);
   else if (filter.humanLabel !== undefined) q = q.where('human_label', '=', filter.humanLabel);
+  if (filter.needsReview !== undefined) q = q.where('needs_review', '=', filter.needsReview ? 1 : 0);
   if (filter.since !== undefined) q = q.where('created_at', '>=', filter.since);
   if (filter.until !== undefined) q = q.where('created_at', '<', filter.until);
   if (filter.cursor !== undefined) {

@@ -9,6 +9,7 @@ import { KyselyStore } from './kysely-store.js';
 import { initial } from './migrations/001_initial.js';
 import { labels } from './migrations/002_labels.js';
 import { blobs } from './migrations/003_blobs.js';
+import { review } from './migrations/004_review.js';
 import type { Database } from './schema.js';
 import type { Dialect, EpisodeStore } from './types.js';
 
@@ -26,7 +27,7 @@ export interface StoreLocation {
 
 /** Versioned migrations; a new schema change is a new entry, never an edit of an old one. */
 function migrations(dialect: Dialect): Record<string, Migration> {
-  return { '001_initial': initial(dialect), '002_labels': labels(), '003_blobs': blobs() };
+  return { '001_initial': initial(dialect), '002_labels': labels(), '003_blobs': blobs(), '004_review': review() };
 }
 
 async function migrate(db: Kysely<Database>, dialect: Dialect): Promise<void> {

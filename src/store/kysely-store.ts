@@ -321,6 +321,7 @@ export class KyselyStore implements EpisodeStore {
           status: outcome.status,
           result: outcome.status === 'succeeded' ? JSON.stringify(outcome.result) : null,
           label: outcome.status === 'succeeded' ? outcome.label : null,
+          needs_review: outcome.status === 'succeeded' ? (outcome.needsReview ? 1 : 0) : null,
           error_code: outcome.status === 'failed' ? outcome.error.code : null,
           error_message: outcome.status === 'failed' ? outcome.error.message : null,
           error_status: outcome.status === 'failed' ? outcome.error.status : null,

@@ -27,6 +27,8 @@ export interface EpisodesTable {
   label: string | null;
   /** The latest operator label, for filters (null: none). */
   human_label: string | null;
+  /** 1 when the answer should be checked by an operator (result.needs_review), for filters; null without an answer. */
+  needs_review: number | null;
   error_code: string | null;
   error_message: string | null;
   error_status: number | null;

@@ -87,7 +87,7 @@ export interface OutboxMessage {
 }
 
 export type EpisodeOutcome =
-  | { status: 'succeeded'; result: unknown; label: string }
+  | { status: 'succeeded'; result: unknown; label: string; needsReview: boolean }
   | { status: 'failed'; error: { code: string; message: string; status: number } };
 
 export interface EpisodeFilter {
@@ -98,6 +98,8 @@ export interface EpisodeFilter {
   label?: 'failure' | 'success';
   /** The latest operator label, or whether there is one. */
   humanLabel?: 'failure' | 'success' | 'any' | 'none';
+  /** Whether the answer was flagged needs_review (episodes without an answer match neither). */
+  needsReview?: boolean;
   since?: number;
   /** Created before this (epoch ms). */
   until?: number;

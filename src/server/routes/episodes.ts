@@ -213,6 +213,7 @@ export default async function episodeRoutes(app: FastifyInstance): Promise<void>
         status?: EpisodeRecord['status'];
         label?: 'failure' | 'success';
         human_label?: 'failure' | 'success' | 'any' | 'none';
+        needs_review?: boolean;
         since?: string;
         until?: string;
         limit?: number;
@@ -227,6 +228,7 @@ export default async function episodeRoutes(app: FastifyInstance): Promise<void>
         status: q.status,
         label: q.label,
         humanLabel: q.human_label,
+        needsReview: q.needs_review,
         since: parseTime(q.since, 'since'),
         until: parseTime(q.until, 'until'),
         limit: q.limit ?? 50,

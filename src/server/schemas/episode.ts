@@ -2,6 +2,10 @@
 // declared here never leaves the server.
 import { Type, type Static } from '@sinclair/typebox';
 
+
+export const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
+
+/** Epoch milliseconds as the API writes times (RFC 3339, UTC). */
 const Candidate = Type.Object({
   trajectory: Type.Integer(),
   round: Type.Integer(),
@@ -13,13 +17,21 @@ const Candidate = Type.Object({
   c: Type.Number(),
   explanation: Type.String(),
   tokens: Type.Integer(),
+  degenerate: Type.Optional(Nullable(Type.Union([Type.Literal('no_eos'), Type.Literal('repetition')]))),
   time_ms: Type.Number(),
 });
 
-export const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
-
-/** Epoch milliseconds as the API writes times (RFC 3339, UTC). */
 export const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+const RoundTrajectory = Type.Object({ round: Type.Integer(), trajectory: Type.Integer() });
+
+export const ReviewReasonSchema = Type.Union([
+  Type.Literal('degenerate_explanation'),
+  Type.Literal('label_contradiction'),
+  Type.Literal('candidates_disagree'),
+  Type.Literal('detection_uncertain'),
+  Type.Literal('unfamiliar_input'),
+]);
 
 const Round = Type.Object({ round: Type.Integer(), time_ms: Type.Number(), min_c: Type.Number(), candidates: Type.Array(Candidate) });
 
@@ -27,10 +39,29 @@ const resultFields = {
     episode_id: Type.String(),
     cell_id: Nullable(Type.String()),
     model: Type.Object({ name: Type.String(), version: Type.String() }),
-    detection: Type.Object({ label: Type.String(), failure: Type.Boolean(), probability: Type.Number() }),
+    detection: Type.Object({
+      label: Type.String(),
+      failure: Type.Boolean(),
+      probability: Type.Number({ description: 'p_fail after the bundle\'s calibration temperature' }),
+      raw_probability: Type.Optional(Type.Number({ description: "p_fail as the detection head gives it (what H_det, C and the label use)" })),
+    }),
     explanation: Type.String(),
-    confidence: Type.Number(),
-    selected: Type.Object({ trajectory: Type.Integer(), round: Type.Integer(), c: Type.Number() }),
+    confidence: Type.Number({ description: 'Calibrated probability of the reported label' }),
+    selected: Type.Object({
+      trajectory: Type.Integer(),
+      round: Type.Integer(),
+      c: Type.Number(),
+      rule: Type.Optional(Type.Union([Type.Literal('min_c'), Type.Literal('consensus')])),
+      reason: Type.Optional(Type.String()),
+      by_rule: Type.Optional(Type.Object(
+        { min_c: RoundTrajectory, consensus: RoundTrajectory },
+        { description: "What each selection rule picks among the same candidates" },
+      )),
+    }),
+    // Optional: results stored before needs_review existed lack them.
+    needs_review: Type.Optional(Type.Boolean({ description: 'An operator should check this answer before acting on it' })),
+    review_reasons: Type.Optional(Type.Array(ReviewReasonSchema)),
+    novelty: Type.Optional(Nullable(Type.Number({ description: 'How unlike the training data the input looks (about 1 typical)' }))),
     stop_reason: Type.Union([Type.Literal('converged'), Type.Literal('max_rounds'), Type.Literal('deadline')]),
     input: Type.Object({
       kind: Type.Union([Type.Literal('video'), Type.Literal('tiles')]),
@@ -49,6 +80,9 @@ const resultFields = {
       temperature: Type.Number(),
       top_p: Type.Number(),
       max_new_tokens: Type.Integer(),
+      repetition_penalty: Type.Optional(Type.Number()),
+      selection: Type.Optional(Type.Union([Type.Literal('min_c'), Type.Literal('consensus')])),
+      early_stop: Type.Optional(Type.Boolean()),
       deadline_ms: Nullable(Type.Integer()),
     }),
     provider: Type.String(),
@@ -152,6 +186,7 @@ export const EpisodeListQuery = Type.Object(
     human_label: Type.Optional(
       Type.Union([Type.Literal('failure'), Type.Literal('success'), Type.Literal('any'), Type.Literal('none')], { description: 'The latest operator label; any: labelled; none: not labelled' }),
     ),
+    needs_review: Type.Optional(Type.Boolean({ description: 'Only answers flagged needs_review (true) or not flagged (false)' })),
     since: Type.Optional(Type.String({ description: 'Only episodes created at or after this time (RFC 3339 or epoch milliseconds).' })),
     until: Type.Optional(Type.String({ description: 'Only episodes created before this time (RFC 3339 or epoch milliseconds).' })),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 50, description: 'At most 50 with traces=true' })),
@@ -168,5 +203,5 @@ export const EpisodeUploadDoc = Type.Object({
   task: Type.String({ maxLength: 1000, description: 'The instruction the robot was given' }),
   cell_id: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._:-]{1,128}$' })),
   episode_id: Type.Optional(Type.String({ description: 'Idempotency key: the same id and media return the stored episode' })),
-  options: Type.Optional(Type.String({ description: 'JSON: trajectories, max_rounds, max_new_tokens, temperature, top_p, seed, deadline_ms' })),
+  options: Type.Optional(Type.String({ description: 'JSON: trajectories, max_rounds, max_new_tokens, temperature, top_p, repetition_penalty, selection (min_c | consensus), early_stop, seed, deadline_ms' })),
 });
