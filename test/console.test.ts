@@ -173,6 +173,7 @@ function seedEpisodes(file: string, templateId: string, now: number): void {
       for (let i = 1; i < STORED; i++) {
         const id = `seed-${String(i).padStart(5, '0')}`;
         const label = i % 3 === 0 ? 'failure' : 'success';
+        const flagged = i % 7 === 0;
         const at = now - 60_000 - i * 60_000;
         insert.run({
           ...template,
@@ -181,7 +182,15 @@ function seedEpisodes(file: string, templateId: string, now: number): void {
           cell_id: `cell-${i % CELLS}`,
           cell_key: `cell-${i % CELLS}`,
           label,
-          result: JSON.stringify({ ...result, episode_id: id, cell_id: `cell-${i % CELLS}`, detection: { ...(result.detection as object), label, failure: label === 'failure' } }),
+          needs_review: flagged ? 1 : 0,
+          result: JSON.stringify({
+            ...result,
+            episode_id: id,
+            cell_id: `cell-${i % CELLS}`,
+            detection: { ...(result.detection as object), label, failure: label === 'failure' },
+            needs_review: flagged,
+            review_reasons: flagged ? ['unfamiliar_input'] : [],
+          }),
           created_at: at,
           updated_at: at,
           started_at: at,
@@ -220,6 +229,12 @@ t.test('the console pages through 10,000 stored episodes on indexed queries', as
   await page.waitForSelector('[data-testid=failure-chart] polyline');
   t.equal(await page.locator('[data-testid=failure-chart] polyline').count(), 1, "one line: the filtered cell's");
   t.match(await page.textContent('[data-testid=failure-chart] .legend'), /cell-3: \d+\/\d+ failed/);
+
+  await page.goto(`${server.base}/console/#/?needs_review=true`);
+  await page.waitForSelector('[data-testid=list-status]:has-text("50 episodes")');
+  const reviews = await page.locator('[data-testid=episode-list] tbody tr td[data-testid=review]').allTextContents();
+  t.same([...new Set(reviews)], ['unfamiliar_input'], 'filtered to answers flagged needs_review, their reasons shown');
+  t.equal(await page.inputValue('select[name=needs_review]'), 'true', 'the filter shows in the form');
   t.same(errors, [], 'no script errors');
 
   // The list's queries read an index in the list's order, whatever the filter: no table scan, no sort.
@@ -232,6 +247,7 @@ t.test('the console pages through 10,000 stored episodes on indexed queries', as
     { limit: 50, cellIds: ['cell-3'] },
     { limit: 50, label: 'failure' },
     { limit: 50, humanLabel: 'any' },
+    { limit: 50, needsReview: true },
     { limit: 50, status: 'succeeded', since: Date.now() - 86_400_000 },
   ];
   for (const filter of filters) {

@@ -8,7 +8,7 @@ import t from 'tap';
 import { FIXTURES } from './helpers.js';
 import { startServerProcess } from './support/server-process.js';
 
-const LONG = { trajectories: 8, max_rounds: 8, max_new_tokens: 128, temperature: 2, top_p: 1, seed: 3 };
+const LONG = { trajectories: 8, max_rounds: 8, max_new_tokens: 128, temperature: 2, top_p: 1, early_stop: false, seed: 3 };
 
 t.test('a SIGTERM drains: in-flight answered, new work refused, queued work kept for the next start', async (t) => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'armor-drain-test-'));

@@ -16,7 +16,7 @@ const start = (env: Record<string, string>, failpoints?: (Failpoint | undefined)
 
 const clip = readFile(path.join(FIXTURES, 'pick-h264.mp4'));
 // Seeded so its work is known: 8 trajectories of up to 128 tokens, 2 or more rounds, about 2 s.
-const LONG = { trajectories: 8, max_rounds: 8, max_new_tokens: 128, temperature: 2, top_p: 1, seed: 3 };
+const LONG = { trajectories: 8, max_rounds: 8, max_new_tokens: 128, temperature: 2, top_p: 1, early_stop: false, seed: 3 };
 const QUICK = { trajectories: 1, max_rounds: 1, max_new_tokens: 4, seed: 1 };
 
 async function post(base: string, options: object, signal?: AbortSignal) {

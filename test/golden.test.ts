@@ -234,7 +234,12 @@ for (const provider of ['cpu', 'webgpu'] as const) t.test(`golden vectors (${pro
         t.same({ round: sampled.selected.round, trajectory: sampled.selected.trajectory }, golden.sampled.selected, 'sampled: selected candidate');
         for (const [rule, want] of Object.entries(golden.sampled.selected_by_rule ?? {})) {
           const got = selectCandidate(candidates, rule as SelectionRule).candidate;
-          t.same({ round: got.round, trajectory: got.trajectory }, want, `sampled: the ${rule} rule's choice`);
+          const same = got.round === want.round && got.trajectory === want.trajectory;
+          // min_c between candidates with the same tokens compares Cs that differ only by float noise
+          // (torch and onnxruntime): either is the same answer.
+          const wanted = candidates.find((c) => c.round === want.round && c.trajectory === want.trajectory);
+          const tie = rule === 'min_c' && wanted !== undefined && wanted.tokenIds.join() === got.tokenIds.join() && Math.abs(wanted.c - got.c) < 1e-5;
+          t.ok(same || tie, `sampled: the ${rule} rule's choice (${got.round}, ${got.trajectory}) vs (${want.round}, ${want.trajectory})`);
         }
         t.equal(sampled.stopReason, golden.sampled.stop_reason);
       });

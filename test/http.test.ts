@@ -146,6 +146,39 @@ t.test('POST /v1/episodes', async (t) => {
     t.same([...new Set(labels)], ['failure'], `every candidate in the trace agrees (${labels.length})`);
   });
 
+  t.test('an answer not to be trusted is flagged needs_review, counted, and filterable; the rule can be chosen per request', async (t) => {
+    // The bench clip of earlier releases: a coloured square on a plain floor, unlike any training scene.
+    const odd = await post({ video: await fixture('pick-h264.mp4'), task: 'pick the orange box into the tote', cell_id: 'cell-8', options: JSON.stringify({ seed: 1 }) });
+    t.equal(odd.status, 200, JSON.stringify(odd.body.error));
+    t.equal(odd.body.needs_review, true, `flagged: ${JSON.stringify(odd.body.review_reasons)}`);
+    t.ok((odd.body.review_reasons as string[]).includes('unfamiliar_input'), 'as an input unlike the training data');
+    t.ok((odd.body.novelty as number) > 1, `novelty ${odd.body.novelty}`);
+    // A generated episode the model was not trained on (the README example): answered normally.
+    const task = 'grab the purple cylinder and drop it into the destination tote';
+    const usual = await post({ video: await fixture('eval-small/eval-000008.mp4'), task, cell_id: 'cell-8', options: JSON.stringify({ seed: 3 }) });
+    t.equal(usual.status, 200);
+    t.equal(usual.body.needs_review, false, `not flagged: ${JSON.stringify(usual.body.review_reasons)}`);
+    t.same(usual.body.review_reasons, []);
+    t.match(usual.body.selected, { rule: 'consensus', reason: /held by \d+ of \d+ candidates/, by_rule: { min_c: { round: Number }, consensus: { round: Number } } });
+    const minC = await post({ video: await fixture('eval-small/eval-000008.mp4'), task, cell_id: 'cell-8', options: JSON.stringify({ seed: 3, selection: 'min_c' }) });
+    t.match(minC.body.selected, { rule: 'min_c', reason: /lowest self-certainty C/ });
+    t.same((minC.body.selected as Json).by_rule, (usual.body.selected as Json).by_rule, 'the same candidates, whichever rule answers');
+    t.same(minC.body.options, { ...(usual.body.options as Json), selection: 'min_c' });
+
+    const ids = async (q: string) => ((await (await fetch(`${base}/v1/episodes?cell_id=cell-8&${q}`)).json()) as { items: { id: string }[] }).items.map((e) => e.id);
+    t.same(await ids('needs_review=true'), [odd.body.episode_id]);
+    t.same(await ids('needs_review=false'), [minC.body.episode_id, usual.body.episode_id]);
+    t.equal((await fetch(`${base}/v1/episodes?needs_review=maybe`)).status, 400);
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    t.match(metrics, /armor_needs_review_total\{cell="cell-8",reason="unfamiliar_input"\} 1/);
+    t.match(metrics, /armor_answers_needs_review_total\{cell="cell-8",needs_review="false"\} 2/);
+    for (const bad of [{ selection: 'best' }, { early_stop: 'no' }, { repetition_penalty: 0.5 }, { repetition_penalty: 3 }]) {
+      const r = await post({ video: await fixture('eval-small/eval-000008.mp4'), task, options: JSON.stringify(bad) });
+      t.equal(r.status, 400, JSON.stringify(bad));
+      t.match(r.body, { error: { code: 'invalid_options' } });
+    }
+  });
+
   t.test('every bad input gets a clear 4xx with a stable code', async (t) => {
     const task = 'pick the item into the tote';
     const video = await fixture('pick-h264.mp4');

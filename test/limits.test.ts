@@ -15,7 +15,7 @@ import { startTestServer } from './support/test-server.js';
 
 type Json = Record<string, unknown> & { error?: { code: string; message: string }; items?: Json[] };
 const QUICK = JSON.stringify({ trajectories: 1, max_rounds: 1, max_new_tokens: 4, seed: 1 });
-const SLOW = JSON.stringify({ trajectories: 8, max_rounds: 8, max_new_tokens: 128, temperature: 2, top_p: 1, seed: 3 });
+const SLOW = JSON.stringify({ trajectories: 8, max_rounds: 8, max_new_tokens: 128, temperature: 2, top_p: 1, early_stop: false, seed: 3 });
 const clip = await readFile(path.join(FIXTURES, 'pick-h264.mp4'));
 
 function form(fields: Record<string, string>, video: Uint8Array = clip): FormData {

@@ -267,7 +267,7 @@ def lcs_f1(a: Sequence[int], b: Sequence[int]) -> float:
 def select(cands: List[Dict], rule: str) -> Dict:
     """src/engine/selection.ts: min_c (lowest C; ties to the earlier round, lower trajectory) or
     consensus (majority label among non-degenerate candidates, then the one closest on average
-    to the others of that label by token LCS F1)."""
+    to the others of that label by token LCS F1; ties to the later round, then lower trajectory)."""
     order = lambda c: (c["round"], c["trajectory"])
     if rule == "min_c":
         return min(cands, key=lambda c: (c["c"],) + order(c))
@@ -284,7 +284,7 @@ def select(cands: List[Dict], rule: str) -> Dict:
         if len(same) == 1:
             return 1.0
         return sum(lcs_f1(expl(c), expl(o)) for o in same if o is not c) / (len(same) - 1)
-    return min(same, key=lambda c: (-score(c), c["c"]) + order(c))
+    return min(same, key=lambda c: (-score(c), -c["round"], c["trajectory"]))
 
 
 def binary_entropy(p: float) -> float:

@@ -81,7 +81,10 @@ export function degenerateReason(c: Pick<Candidate, 'tokenIds' | 'entropies'>): 
  *  2. the label is the pool's majority; a tie goes to the label of the most certain head (lowest H_det);
  *  3. among the pool's candidates with that label, the answer is the one closest on average to the
  *     others (token LCS F1), so an explanation the trajectories and rounds keep converging on wins
- *     over one a single sample happened to be sure of. Ties: lower C, then earlier round, lower trajectory.
+ *     over one a single sample happened to be sure of. Ties: the later round (it has seen more
+ *     history), then the lower trajectory. The scores are exact ratios of token counts, so every
+ *     implementation ties alike; C is not used, as candidates with the same text in one round get
+ *     Cs that differ only by float noise between implementations.
  */
 export function selectConsensus(candidates: readonly Candidate[]): Selection {
   const sound = candidates.filter((c) => degenerateReason(c) === null);
@@ -101,7 +104,7 @@ export function selectConsensus(candidates: readonly Candidate[]): Selection {
     let sum = 0;
     for (const o of sameLabel) if (o !== c) sum += lcsF1(c.tokenIds, o.tokenIds);
     const score = sameLabel.length > 1 ? sum / (sameLabel.length - 1) : 1;
-    if (score > bestScore || (score === bestScore && (c.c < best.c || (c.c === best.c && earlier(c, best))))) {
+    if (score > bestScore || (score === bestScore && (c.round > best.round || (c.round === best.round && c.trajectory < best.trajectory)))) {
       best = c;
       bestScore = score;
     }

@@ -64,6 +64,8 @@ export async function runEval(pipeline: EpisodePipeline, options: EvalOptions): 
     review_reasons: o.result?.review_reasons ?? null,
     novelty: o.result?.novelty ?? null,
     selected_by_rule: o.result?.selected.by_rule ?? null,
+    // Every candidate, so other selection rules can be scored offline on the same trace.
+    candidates: o.result?.rounds.flatMap((r) => r.candidates.map((c) => ({ round: c.round, trajectory: c.trajectory, failure: c.failure, c: c.c, h_det: c.h_det, explanation: c.explanation }))) ?? null,
     rounds: o.result?.rounds.length ?? null,
     selected_round: o.result?.selected.round ?? null,
     explanation: o.result?.explanation ?? null,
