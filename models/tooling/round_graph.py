@@ -109,7 +109,9 @@ def vinfo(name: str, dtype: int, shape) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, dtype, shape)
 
 
-def build(bundle: str) -> onnx.ModelProto:
+def build(bundle: str, penalty: bool = True) -> onnx.ModelProto:
+    """penalty=False builds the graph as it was before format 1.1 (no repetition_penalty input),
+    for the test of the runtime's fallback to the host loop."""
     emb = onnx.load(os.path.join(bundle, "onnx/embed_tokens.onnx")).graph
     dec = onnx.load(os.path.join(bundle, "onnx/decoder_model_merged.onnx")).graph
     det = onnx.load(os.path.join(bundle, "onnx/detection_head.onnx")).graph
@@ -137,7 +139,8 @@ def build(bundle: str) -> onnx.ModelProto:
     body_in = [vinfo("iter", INT64, []), vinfo("cond_in", BOOL, []), vinfo("logits_in", FLOAT, ["batch", "vocab"]),
                vinfo("done_in", BOOL, ["batch"]), vinfo("pos_in", INT64, ["batch"]), vinfo("mask_in", INT64, ["batch", "total"])]
     body_in += [helper.make_value_info(f"{p}_in", past_type) for p in past_names]
-    body_in += [vinfo("seen_in", BOOL, ["batch", "vocab"])]
+    if penalty:
+        body_in += [vinfo("seen_in", BOOL, ["batch", "vocab"])]
     one_axis = s.const([1], INT64, "axis1")
     zero_axis = s.const([0], INT64, "axis0")
     # Entropy in nats of softmax(raw logits): log(sum e) - sum(e * z) / sum e, z = l - max.
@@ -149,9 +152,11 @@ def build(bundle: str) -> onnx.ModelProto:
     ent = s.one("Sub", [s.one("Log", [se]), s.one("Div", [sez, se])], "entropy")
     # Repetition penalty on the ids this row generated (src/engine/sampling.ts): the entropy above
     # is the model's own, sampling sees the penalised logits.
-    penalised = s.one("Where", [s.one("Greater", ["logits_in", s.const(0.0, FLOAT, "zero_l")]),
-                                s.one("Div", ["logits_in", "repetition_penalty"]), s.one("Mul", ["logits_in", "repetition_penalty"])], "penalised")
-    logits = s.one("Where", ["seen_in", penalised, "logits_in"], "logits_p")
+    logits = "logits_in"
+    if penalty:
+        penalised = s.one("Where", [s.one("Greater", ["logits_in", s.const(0.0, FLOAT, "zero_l")]),
+                                    s.one("Div", ["logits_in", "repetition_penalty"]), s.one("Mul", ["logits_in", "repetition_penalty"])], "penalised")
+        logits = s.one("Where", ["seen_in", penalised, "logits_in"], "logits_p")
     # Temperature + top-p: the smallest head (probability descending, id ascending) reaching top_p.
     t_safe = s.one("Max", ["temperature", s.const(1e-6, FLOAT, "tmin")], "t_safe")
     probs = s.one("Softmax", [s.one("Div", [logits, t_safe])], "probs", axis=-1)
@@ -173,9 +178,10 @@ def build(bundle: str) -> onnx.ModelProto:
     is_eos = s.one("Cast", [s.one("ReduceMax", [s.one("Cast", [s.one("Equal", [s.one("Unsqueeze", [token, one_axis]), "eos_ids"])], to=INT64)],
                                    axes=[1], keepdims=0)], "is_eos", to=BOOL)
     active = s.one("Not", ["done_in"], "active")
-    ids_row = s.one("Unsqueeze", [s.one("Range", [s.const(0, INT64, "r0"), s.one("Squeeze", [vocab, zero_axis], "vocab_s"), s.const(1, INT64, "r1")], "ids_all"), zero_axis], "ids_row")
-    s.nodes.append(helper.make_node("Or", ["seen_in", s.one("Equal", [s.one("Unsqueeze", [token, one_axis], "token_col"), ids_row], "onehot")],
-                                    ["seen_out"], name="step/seen_out"))
+    if penalty:
+        ids_row = s.one("Unsqueeze", [s.one("Range", [s.const(0, INT64, "r0"), s.one("Squeeze", [vocab, zero_axis], "vocab_s"), s.const(1, INT64, "r1")], "ids_all"), zero_axis], "ids_row")
+        s.nodes.append(helper.make_node("Or", ["seen_in", s.one("Equal", [s.one("Unsqueeze", [token, one_axis], "token_col"), ids_row], "onehot")],
+                                        ["seen_out"], name="step/seen_out"))
     done = s.one("Or", ["done_in", s.one("And", [active, is_eos])], "done")
     nxt = s.one("Where", ["done_in", "pad_id", token], "next")
     mask = s.one("Concat", ["mask_in", s.one("Unsqueeze", [s.one("Cast", [s.one("Not", [done])], to=INT64), one_axis])], "mask", axis=1)
@@ -212,7 +218,8 @@ def build(bundle: str) -> onnx.ModelProto:
     body_out = [vinfo("cond_out", BOOL, []), vinfo("logits_out", FLOAT, ["batch", "vocab"]), vinfo("done_out", BOOL, ["batch"]),
                 vinfo("pos_out", INT64, ["batch"]), vinfo("mask_out", INT64, ["batch", "total_next"])]
     body_out += [helper.make_value_info(f"{p}_out", past_type) for p in present_names]
-    body_out += [vinfo("seen_out", BOOL, ["batch", "vocab"])]
+    if penalty:
+        body_out += [vinfo("seen_out", BOOL, ["batch", "vocab"])]
     body_out += [vinfo("token_out", INT64, ["batch"]), vinfo("entropy_out", FLOAT, ["batch"]), vinfo("active_out", BOOL, ["batch"])]
     body = helper.make_graph(prune(s.nodes, [o.name for o in body_out]), "decode_step", body_in, body_out)
 
@@ -230,9 +237,10 @@ def build(bundle: str) -> onnx.ModelProto:
     done0 = m.one("Cast", [m.one("Mul", ["next_positions", m.const(0, INT64, "z")])], "done0", to=BOOL)
     loop_in = ["max_new_tokens", m.const(True, BOOL, "true"), "prefill_logits", done0, "next_positions", "attention_mask"]
     loop_in += [f"prefill_{p}" for p in present_names]
-    seen0 = m.one("ConstantOfShape", [m.one("Shape", ["prefill_logits"])], "seen0", value=helper.make_tensor("seen0_v", BOOL, [1], [False]))
-    loop_in += [seen0]
-    loop_out = ["final_logits", "final_done", "final_pos", "final_mask"] + [f"final_{p}" for p in present_names] + ["final_seen", "tokens", "entropies", "active"]
+    if penalty:
+        seen0 = m.one("ConstantOfShape", [m.one("Shape", ["prefill_logits"])], "seen0", value=helper.make_tensor("seen0_v", BOOL, [1], [False]))
+        loop_in += [seen0]
+    loop_out = ["final_logits", "final_done", "final_pos", "final_mask"] + [f"final_{p}" for p in present_names] + (["final_seen"] if penalty else []) + ["tokens", "entropies", "active"]
     m.nodes.append(helper.make_node("Loop", loop_in, loop_out, name="round/decode_loop", body=body))
 
     inputs = [vinfo("suffix_ids", INT64, ["batch", "suffix"]), vinfo("attention_mask", INT64, ["batch", "total"]),
@@ -240,7 +248,7 @@ def build(bundle: str) -> onnx.ModelProto:
     inputs += [helper.make_value_info(p, past_type) for p in past_names]
     inputs += [vinfo("prefix_feature_sums", FLOAT, [features, hidden]), vinfo("feature_counts", FLOAT, ["batch"]),
                vinfo("next_positions", INT64, ["batch"]), vinfo("uniforms", FLOAT, ["batch", "max_new_tokens"]),
-               vinfo("temperature", FLOAT, []), vinfo("top_p", FLOAT, []), vinfo("repetition_penalty", FLOAT, []), vinfo("eos_ids", INT64, ["eos"]),
+               vinfo("temperature", FLOAT, []), vinfo("top_p", FLOAT, [])] + ([vinfo("repetition_penalty", FLOAT, [])] if penalty else []) + [vinfo("eos_ids", INT64, ["eos"]),
                vinfo("pad_id", INT64, []), vinfo("max_new_tokens", INT64, [])]
     outputs = [vinfo("detection_logit", FLOAT, ["batch"]), vinfo("tokens", INT64, ["steps", "batch"]),
                vinfo("entropies", FLOAT, ["steps", "batch"]), vinfo("active", BOOL, ["steps", "batch"])]
@@ -255,8 +263,9 @@ def build(bundle: str) -> onnx.ModelProto:
 
 
 def main() -> None:
-    bundle = sys.argv[1] if len(sys.argv) > 1 else "models/armor-tiny"
-    model = build(bundle)
+    args = [a for a in sys.argv[1:] if a != "--without-repetition-penalty"]
+    bundle = args[0] if args else "models/armor-tiny"
+    model = build(bundle, penalty="--without-repetition-penalty" not in sys.argv)
     path = os.path.join(bundle, OUT)
     data = model.SerializeToString(deterministic=True)
     with open(path, "wb") as f:
