@@ -2,6 +2,7 @@
 // Each reason is cheap, computed from the trace and the bundle's review settings, and named so
 // an operator can filter on it.
 import type { ArmorManifest, ReviewSettings } from '../runtime/manifest.js';
+import { sigmoid } from './sampling.js';
 import { degenerateReason } from './selection.js';
 import type { Candidate } from './types.js';
 
@@ -24,9 +25,7 @@ export const DEFAULT_REVIEW: ReviewSettings = { min_confidence: 0.8, min_label_a
 
 /** p_fail with the bundle's calibration temperature applied to the head's logit (labels.calibration_temperature). */
 export function calibratedPFail(manifest: ArmorManifest, detectionLogit: number): number {
-  const t = manifest.labels.calibration_temperature ?? 1;
-  const x = detectionLogit / t;
-  return x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x));
+  return sigmoid(detectionLogit / (manifest.labels.calibration_temperature ?? 1));
 }
 
 const phraseHit = (text: string, phrases: readonly string[] | undefined) => {

@@ -40,16 +40,21 @@ export function selectMinC(candidates: readonly Candidate[]): Candidate {
   return best;
 }
 
-/** Longest common subsequence F1 of two token sequences (1 for two empty ones). */
-export function lcsF1(a: readonly number[], b: readonly number[]): number {
-  if (a.length === 0 || b.length === 0) return a.length === b.length ? 1 : 0;
-  let prev = new Uint16Array(b.length + 1);
-  let row = new Uint16Array(b.length + 1);
+/** Length of the longest common subsequence (two rows of the dynamic-programming table). */
+export function lcsLength<T>(a: readonly T[], b: readonly T[]): number {
+  let prev = new Uint32Array(b.length + 1);
+  let row = new Uint32Array(b.length + 1);
   for (let i = 1; i <= a.length; i++) {
     for (let j = 1; j <= b.length; j++) row[j] = a[i - 1] === b[j - 1] ? prev[j - 1] + 1 : Math.max(prev[j], row[j - 1]);
     [prev, row] = [row, prev];
   }
-  const lcs = prev[b.length];
+  return prev[b.length];
+}
+
+/** Longest common subsequence F1 of two token sequences (1 for two empty ones). */
+export function lcsF1(a: readonly number[], b: readonly number[]): number {
+  if (a.length === 0 || b.length === 0) return a.length === b.length ? 1 : 0;
+  const lcs = lcsLength(a, b);
   return lcs === 0 ? 0 : (2 * lcs) / (a.length + b.length);
 }
 

@@ -1,5 +1,6 @@
 // Is p_fail calibrated? A reliability table and the expected calibration error (10 equal-width
 // bins of p_fail against the failure label), and the temperature that would fix it.
+import { sigmoid } from '../engine/sampling.js';
 
 export interface ReliabilityBin {
   lower: number;
@@ -41,7 +42,6 @@ export function reliability(points: readonly { pFail: number; failure: boolean }
   };
 }
 
-const sigmoid = (x: number) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x)));
 
 /** The head's logit back from its probability (clamped away from 0 and 1, where float64 saturates). */
 export function logit(p: number): number {

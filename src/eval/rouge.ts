@@ -1,18 +1,9 @@
 // ROUGE-L (longest common subsequence F-measure over lower-cased word tokens), as the ARMOR
 // paper and rouge-score report it.
+import { lcsLength } from '../engine/selection.js';
 
 export function words(text: string): string[] {
   return text.toLowerCase().match(/[a-z0-9]+/g) ?? [];
-}
-
-function lcsLength(a: readonly string[], b: readonly string[]): number {
-  let prev = new Uint32Array(b.length + 1);
-  let row = new Uint32Array(b.length + 1);
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) row[j] = a[i - 1] === b[j - 1] ? prev[j - 1] + 1 : Math.max(prev[j], row[j - 1]);
-    [prev, row] = [row, prev];
-  }
-  return prev[b.length];
 }
 
 /** ROUGE-L F1 of a candidate against one reference (0 when either is empty). */
